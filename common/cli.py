@@ -1,0 +1,66 @@
+"""The ``ledgerlane`` command line. Each command group lives in ``common/commands/<group>.py``;
+adding a group is one import and one ``add_command`` line here.
+
+Exit codes: 0 success, 1 generic failure, 2 usage or configuration error, 3 missing machine
+prerequisite, 4 service error, 5 identity error, 6 idempotency conflict, 7 uncertified product,
+8 closure failed, 9 not caught up. ``LedgerlaneError.exit_code`` is the single source of these.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from common.commands import catalog, demo, services, simulate, stream
+from common.commands import cases, db, job, labels
+from common.commands.context import AppContext
+from common.errors import LedgerlaneError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(file_okay=False), envvar="LEDGERLANE_HOME", default=None,
+              help="State folder (tables, checkpoints, services). Default: $LEDGERLANE_HOME or ./.ledgerlane")
+@click.option("--env", "env_name", default=None, envvar="LEDGERLANE_ENV",
+              help="Configuration environment: conf/<env>.toml (default: local).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Explicit configuration file instead of conf/<env>.toml.")
+@click.version_option(package_name="ledgerlane")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, env_name: str | None, config_file: str | None) -> None:
+    """ledgerlane: governed fraud decisioning on Spark and Delta Lake."""
+    ctx.obj = AppContext(home=home, env_name=env_name, config_file=config_file)
+
+
+cli.add_command(services.group)
+cli.add_command(catalog.command)
+cli.add_command(demo.command)
+cli.add_command(stream.group)
+cli.add_command(simulate.command)
+cli.add_command(db.group)
+cli.add_command(labels.group)
+cli.add_command(cases.group)
+cli.add_command(job.group)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: turns ledgerlane errors into their exit codes and a one-line message."""
+    try:
+        # With standalone_mode=False click returns (not raises) the code of a `click.exceptions.Exit`.
+        code = cli.main(args=argv, prog_name="ledgerlane", standalone_mode=False)
+    except LedgerlaneError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

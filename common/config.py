@@ -1,0 +1,159 @@
+"""One configuration model for every entrypoint: ``conf/<env>.toml`` + CLI flags + environment.
+
+Loaded once in ``main``; plain values are passed down from there. Unknown or mistyped keys are
+errors that name the file and the key. Secrets never live in files: only their environment
+variable names do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from common.errors import ConfigError
+from common.home import resolve_cache, resolve_home
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO_ROOT / "conf"
+ENV_NAME_VAR = "LEDGERLANE_ENV"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(_Section):
+    # Empty means "<home>/tables" so a local run needs no configuration at all.
+    tables_root: str = ""
+    evidence_root: str = ""
+    checkpoints_root: str = ""
+
+
+class SparkConfig(_Section):
+    profile: Literal["local", "emr"] = "local"
+    master: str = "local[2]"
+    shuffle_partitions: int = Field(default=4, ge=1, le=10_000)
+    driver_memory: str = "2g"
+    ui_enabled: bool = False
+    log_level: str = "WARN"
+
+
+class KafkaConfig(_Section):
+    # Empty means "the broker `ledgerlane services up` started under this home".
+    bootstrap_servers: str = ""
+    topic: str = "ledgerlane.transactions"
+    partitions: int = Field(default=3, ge=1, le=1000)
+    consumer_group: str = "ledgerlane-ingest"
+    max_offsets_per_trigger: int = Field(default=50_000, ge=1)
+
+
+class PostgresConfig(_Section):
+    # Empty host means "the cluster `ledgerlane services up` started under this home".
+    host: str = ""
+    port: int = Field(default=0, ge=0, le=65535)
+    database: str = "ledgerlane"
+    user: str = ""
+    password_env: str = "LEDGERLANE_PG_PASSWORD"
+    connect_timeout_s: int = Field(default=5, ge=1, le=120)
+
+
+class EmrConfig(_Section):
+    application_id: str = ""
+    execution_role_arn: str = ""
+    release_label: str = "emr-spark-8.0.0"
+    artifacts_uri: str = ""
+    logs_uri: str = ""
+    region: str = "us-east-1"
+
+
+class Settings(_Section):
+    env: str
+    home: Path
+    cache: Path
+    storage: StorageConfig = StorageConfig()
+    spark: SparkConfig = SparkConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    postgres: PostgresConfig = PostgresConfig()
+    emr: EmrConfig = EmrConfig()
+
+    @property
+    def tables_root(self) -> str:
+        return self.storage.tables_root or str(self.home / "tables")
+
+    @property
+    def evidence_root(self) -> str:
+        return self.storage.evidence_root or str(self.home / "evidence")
+
+    @property
+    def checkpoints_root(self) -> str:
+        return self.storage.checkpoints_root or str(self.home / "checkpoints")
+
+    def digest(self) -> str:
+        """A stable fingerprint of the effective configuration, for receipts (holds no secrets)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def config_path(env: str | None = None, path: str | os.PathLike[str] | None = None) -> Path:
+    """The file for ``--config PATH``, else ``conf/<env>.toml`` with env from ``--env``/``$LEDGERLANE_ENV``/local."""
+    if path:
+        return Path(path)
+    name = env or os.environ.get(ENV_NAME_VAR) or "local"
+    return CONF_DIR / f"{name}.toml"
+
+
+def load_settings(
+    env: str | None = None,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    home: str | os.PathLike[str] | None = None,
+    overrides: dict | None = None,
+) -> Settings:
+    """Read, merge and validate; every problem is a ConfigError naming the file and the key."""
+    file = config_path(env, path)
+    raw = _read_toml(file)
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    resolved_home = resolve_home(home)
+    raw["home"] = resolved_home
+    raw["cache"] = resolve_cache(resolved_home)
+    raw.setdefault("env", file.stem)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(file, exc)) from None
+
+
+def _read_toml(file: Path) -> dict:
+    if not file.is_file():
+        known = sorted(p.stem for p in CONF_DIR.glob("*.toml"))
+        raise ConfigError(f"config file {file} not found (known environments: {', '.join(known)})")
+    try:
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+
+
+def _describe(file: Path, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown key '{key}'")
+        else:
+            problems.append(f"key '{key}': {err['msg']} (found {err.get('input')!r})")
+    return f"config file {file}: " + "; ".join(problems)
+
+
+def secret_from_env(var: str, *, what: str) -> str:
+    """Secrets only ever come from the environment; the error names the variable, never a value."""
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(f"{what} is not set: export {var} (secrets are read only from the environment)")
+    return value

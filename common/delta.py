@@ -1,0 +1,67 @@
+"""Delta write helpers: every commit is stamped with its run id, replays are idempotent by txn ids."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from typing import Iterator
+
+from pyspark.sql import DataFrame, SparkSession
+
+from common.catalog import spec
+
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+def commit_metadata(run_id: str, **extra: str) -> str:
+    """The JSON stamped into a commit's ``userMetadata``; the run id is always present."""
+    return json.dumps({"run_id": run_id, **extra}, sort_keys=True)
+
+
+@contextmanager
+def stamped(spark: SparkSession, run_id: str, **extra: str) -> Iterator[None]:
+    """Stamp commits made through SQL/MERGE inside the block (they cannot take write options)."""
+    previous = spark.conf.get(USER_METADATA_CONF, None)
+    spark.conf.set(USER_METADATA_CONF, commit_metadata(run_id, **extra))
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(USER_METADATA_CONF)
+        else:
+            spark.conf.set(USER_METADATA_CONF, previous)
+
+
+def append(
+    df: DataFrame,
+    path: str,
+    table: str,
+    run_id: str,
+    *,
+    txn: tuple[str, int] | None = None,
+    mode: str = "append",
+) -> None:
+    """One append/overwrite builder: run id in userMetadata, table properties, optional idempotent txn."""
+    writer = (
+        df.write.format("delta")
+        .mode(mode)
+        .option("userMetadata", commit_metadata(run_id, table=table))
+    )
+    for key, value in spec(table).table_properties.items():
+        writer = writer.option(key, value)
+    if spec(table).partition_by:
+        writer = writer.partitionBy(*spec(table).partition_by)
+    if txn is not None:
+        app_id, version = txn
+        writer = writer.option("txnAppId", app_id).option("txnVersion", str(version))
+    writer.save(path)
+
+
+def history(spark: SparkSession, path: str) -> DataFrame:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, path).history()
+
+
+def latest_version(spark: SparkSession, path: str) -> int:
+    return int(history(spark, path).selectExpr("max(version) as v").first()["v"])

@@ -1,0 +1,132 @@
+"""Export label events from PostgreSQL to the append-only Delta table ``labels.label_events``.
+
+    spark-submit jobs/export_labels.py --run-id r-20250101T000000Z-abc123
+    ledgerlane job export-labels --run-id r-20250101T000000Z-abc123
+
+Incremental: the watermark is the highest ``label_event_id`` already in Delta (ids become visible in
+commit order, see migration V002), so each run copies only what is new. Idempotent: the append
+carries ``txnAppId`` = export-labels-<database instance> and ``txnVersion`` = the highest id it
+copies, so a repeated or concurrent run of the same batch commits nothing. A Delta table filled
+from another database instance (ids restarted) is refused instead of silently skipping rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+
+from common import catalog, delta
+from common.config import Settings, load_settings
+from common.db import labels as label_repo
+from common.db.connection import connect
+from common.db.heartbeats import heartbeat
+from common.endpoints import postgres_params
+from common.errors import IdempotencyConflict, LedgerlaneError
+from common.run import assert_run_id
+from common.spark import build_session
+
+TABLE = "labels.label_events"
+WORKER = "export-labels"
+DEFAULT_MAX_ROWS = 1_000_000
+SCHEMA = StructType([
+    StructField("label_event_id", LongType(), False),
+    StructField("idempotency_key", StringType(), False),
+    StructField("account_id", StringType(), False),
+    StructField("event_id", StringType(), True),
+    StructField("label", StringType(), False),
+    StructField("source", StringType(), False),
+    StructField("actor", StringType(), False),
+    StructField("observed_at", TimestampType(), False),
+    StructField("recorded_at", TimestampType(), False),
+    StructField("corrects_label_event_id", LongType(), True),
+    StructField("note", StringType(), False),
+    StructField("source_instance", StringType(), False),
+    StructField("export_run_id", StringType(), False),
+])
+
+
+def source_instance(conn) -> str:
+    return str(conn.execute("select instance_id from human_loop.instance").fetchone()[0])
+
+
+def to_frame(spark: SparkSession, rows: list[dict[str, Any]], instance: str, run_id: str) -> DataFrame:
+    """Database rows as the Delta table's rows, in the table's column order."""
+    extra = {"source_instance": instance, "export_run_id": run_id}
+    return spark.createDataFrame([tuple({**row, **extra}[f.name] for f in SCHEMA.fields) for row in rows], SCHEMA)
+
+
+def watermark(spark: SparkSession, path: str, instance: str) -> int:
+    """Highest exported id (0 for a new table); refuses a table filled from another database instance."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, path):
+        return 0
+    seen = spark.read.format("delta").load(path).groupBy("source_instance").agg(F.max("label_event_id").alias("high")).collect()
+    others = sorted(row["source_instance"] for row in seen if row["source_instance"] != instance)
+    if others:
+        raise IdempotencyConflict(
+            f"{TABLE} at {path} holds label events of database instance(s) {others}, but this database is {instance}: "
+            "its ids restarted, so the watermark would skip rows. Export into a new table location."
+        )
+    return int(seen[0]["high"]) if seen else 0
+
+
+def export(spark: SparkSession, settings: Settings, run_id: str, *, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, Any]:
+    """Copy the label events past the watermark (at most ``max_rows``), then beat the heartbeat."""
+    run_id = assert_run_id(run_id)
+    path = catalog.location(settings.tables_root, TABLE)
+    params = postgres_params(settings)
+    with connect(params, application_name="ledgerlane-export-labels") as conn:
+        instance = source_instance(conn)
+        before = watermark(spark, path, instance)
+        rows = label_repo.since(conn, before, max_rows)
+    after = rows[-1]["label_event_id"] if rows else before
+    if rows:
+        delta.append(to_frame(spark, rows, instance, run_id), path, TABLE, run_id, txn=(f"{WORKER}-{instance}", after))
+    with connect(params, application_name="ledgerlane-export-labels") as conn:
+        heartbeat(conn, WORKER, run_id)
+    return {"run_id": run_id, "table": TABLE, "path": path, "source_instance": instance, "exported": len(rows),
+            "watermark_before": before, "watermark_after": after, "delta_version": _version(spark, path)}
+
+
+def _version(spark: SparkSession, path: str) -> int | None:
+    from delta.tables import DeltaTable
+
+    return delta.latest_version(spark, path) if DeltaTable.isDeltaTable(spark, path) else None
+
+
+def describe(summary: dict[str, Any]) -> str:
+    return (
+        f"export-labels run {summary['run_id']}: {summary['exported']} label events copied "
+        f"(ids {summary['watermark_before']}..{summary['watermark_after']}] into {summary['table']} "
+        f"version {summary['delta_version']} at {summary['path']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="export_labels", description=__doc__.splitlines()[0])
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS)
+    parser.add_argument("--env", default=None)
+    parser.add_argument("--home", default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.env, home=args.home)
+        spark = build_session(settings, f"ledgerlane-export-labels-{args.run_id}")
+        summary = export(spark, settings, args.run_id, max_rows=args.max_rows)
+    except LedgerlaneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(json.dumps(summary, indent=2, sort_keys=True) if args.json else describe(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

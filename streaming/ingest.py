@@ -1,0 +1,294 @@
+"""Ingest query: Kafka -> quarantine | duplicates | admitted Delta tables, one receipt per batch.
+
+    spark-submit streaming/ingest.py --run-id r-20261122-1 --until-caught-up
+    ledgerlane stream ingest --run-id r-20261122-1 --until-caught-up
+
+No ack before write: Spark records ``commits/N`` only after ``IngestBatchWriter`` has returned, and
+every Delta write in it carries (txnAppId, txnVersion=batch_id), so a replayed batch writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQueryListener
+
+from common import basis as run_basis
+from common import catalog, delta, kafka_admin, tables
+from common.config import Settings, load_settings
+from common.endpoints import kafka_bootstrap
+from common.errors import LedgerlaneError, NotCaughtUp
+from common.events import ALL_FIELDS
+from common.faults import crash_if_requested
+from common.run import assert_run_id
+from common.spark import build_session
+from streaming import checkpoint as ckpt
+from streaming.dedup import ADMITTED, DUPLICATE, QUARANTINED, classify
+from streaming.validate import parse_and_validate
+
+RECEIPT_SCHEMA = (
+    "run_id string, app_id string, batch_id long, topic string, "
+    "partitions array<struct<partition:int,start_offset:long,end_offset:long,received:long,admitted:long,"
+    "duplicates:long,quarantined:long>>, received long, admitted long, duplicates long, quarantined long, "
+    "quarantined_by_reason map<string,long>, written_at timestamp"
+)
+SOURCE = ["topic", "partition", "offset", "kafka_timestamp"]
+LINEAGE = ["run_id", "app_id", "batch_id"]
+
+
+@dataclass(frozen=True)
+class IngestTables:
+    admitted: str
+    duplicates: str
+    quarantine: str
+    receipts: str
+    apps: str
+    basis: str
+    caught_up: str
+
+    @classmethod
+    def from_root(cls, root: str) -> "IngestTables":
+        loc = lambda name: catalog.location(root, name)  # noqa: E731
+        return cls(loc("bronze.admitted_events"), loc("bronze.duplicate_events"), loc("bronze.quarantine"),
+                   loc("meta.ingest_receipts"), loc("meta.ingest_apps"), loc("meta.run_basis"), loc("meta.caught_up"))
+
+
+def checkpoint_location(settings: Settings) -> str:
+    return f"{settings.checkpoints_root.rstrip('/')}/ingest/{settings.kafka.topic}"
+
+
+# ---- pure shaping of the classified batch ---------------------------------------------------------
+
+def with_lineage(df: DataFrame, run_id: str, app_id: str, batch_id: int) -> DataFrame:
+    return (df.withColumn("run_id", F.lit(run_id)).withColumn("app_id", F.lit(app_id))
+              .withColumn("batch_id", F.lit(batch_id).cast("long")))
+
+
+def admitted_rows(classified: DataFrame) -> DataFrame:
+    return classified.where(F.col("outcome") == ADMITTED).select(
+        *ALL_FIELDS, F.to_date("event_time").alias("event_date"), *SOURCE, "payload_sha256", *LINEAGE,
+        F.current_timestamp().alias("admitted_at"))
+
+
+def duplicate_rows(classified: DataFrame) -> DataFrame:
+    return classified.where(F.col("outcome") == DUPLICATE).select(
+        "event_id", *SOURCE, "payload_sha256", "duplicate_of", *LINEAGE)
+
+
+def quarantine_rows(classified: DataFrame) -> DataFrame:
+    return classified.where(F.col("outcome") == QUARANTINED).select(
+        *SOURCE, "key", "value", "payload", "payload_sha256", "event_id", "account_id", "reason", "reasons",
+        *LINEAGE, F.current_timestamp().alias("quarantined_at"))
+
+
+def partition_counts(classified: DataFrame) -> DataFrame:
+    """Per partition: offset range [start, end) and how every offset in it was decided."""
+    count_of = lambda outcome: F.sum((F.col("outcome") == outcome).cast("long"))  # noqa: E731
+    return classified.groupBy("partition").agg(
+        F.min("offset").alias("start_offset"), (F.max("offset") + 1).alias("end_offset"),
+        F.count(F.lit(1)).alias("received"), count_of(ADMITTED).alias("admitted"),
+        count_of(DUPLICATE).alias("duplicates"), count_of(QUARANTINED).alias("quarantined"))
+
+
+def build_receipt(classified: DataFrame, run_id: str, app_id: str, batch_id: int, topic: str) -> dict:
+    parts = [r.asDict() for r in partition_counts(classified).orderBy("partition").collect()]
+    reasons = classified.where(F.col("outcome") == QUARANTINED).groupBy("reason").count().collect()
+    total = lambda key: sum(p[key] for p in parts)  # noqa: E731
+    return {
+        "run_id": run_id, "app_id": app_id, "batch_id": batch_id, "topic": topic, "partitions": parts,
+        "received": total("received"), "admitted": total("admitted"), "duplicates": total("duplicates"),
+        "quarantined": total("quarantined"), "quarantined_by_reason": {r.reason: r["count"] for r in reasons},
+    }
+
+
+# ---- the foreachBatch function --------------------------------------------------------------------
+
+class IngestBatchWriter:
+    """Called by Spark once per micro-batch (and again for a replayed one); writes synchronously."""
+
+    def __init__(self, paths: IngestTables, run_id: str, app_id: str, topic: str):
+        self.paths, self.run_id, self.app_id, self.topic = paths, run_id, app_id, topic
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        validated = parse_and_validate(batch).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            classified = classify(validated, self._history(validated, batch_id)).persist(StorageLevel.MEMORY_AND_DISK)
+            try:
+                self._write(classified, batch_id)
+            finally:
+                classified.unpersist()
+        finally:
+            validated.unpersist()
+
+    def _history(self, validated: DataFrame, batch_id: int) -> DataFrame:
+        """Admitted events on the batch's event dates (±1 day), minus this very batch if it is a replay."""
+        dates = [r.d for r in validated.where(F.col("reason").isNull())
+                 .select(F.to_date("event_time").alias("d")).distinct().collect()]
+        window = sorted({d + timedelta(days=k) for d in dates for k in (-1, 0, 1)})
+        spark = validated.sparkSession
+        admitted = tables.read_or_empty(
+            spark, self.paths.admitted, "event_id string, payload_sha256 string, event_date date, app_id string, batch_id long")
+        return admitted.where(F.col("event_date").isin(window)).where(
+            ~((F.col("app_id") == self.app_id) & (F.col("batch_id") == batch_id))
+        ).select("event_id", "payload_sha256")
+
+    def _write(self, classified: DataFrame, batch_id: int) -> None:
+        txn = (self.app_id, batch_id)
+        lineage = lambda df: with_lineage(df, self.run_id, self.app_id, batch_id)  # noqa: E731
+        delta.append(quarantine_rows(lineage(classified)), self.paths.quarantine, "bronze.quarantine", self.run_id, txn=txn)
+        delta.append(admitted_rows(lineage(classified)), self.paths.admitted, "bronze.admitted_events", self.run_id, txn=txn)
+        crash_if_requested("ingest.after_admitted", batch_id)
+        delta.append(duplicate_rows(lineage(classified)), self.paths.duplicates, "bronze.duplicate_events", self.run_id, txn=txn)
+        receipt = build_receipt(classified, self.run_id, self.app_id, batch_id, self.topic)
+        spark = classified.sparkSession
+        frame = spark.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn("written_at", F.current_timestamp())
+        delta.append(frame, self.paths.receipts, "meta.ingest_receipts", self.run_id, txn=txn)
+        crash_if_requested("ingest.before_commit", batch_id)
+
+
+# ---- consumer-group publishing --------------------------------------------------------------------
+
+class CommittedOffsetPublisher(StreamingQueryListener):
+    """After each batch, mirror the checkpoint's committed position into a Kafka consumer group.
+
+    It reads ``commits/`` rather than the progress event, so it can never publish ahead of a commit.
+    """
+
+    def __init__(self, spark: SparkSession, checkpoint: str, bootstrap: str, group: str, topic: str):
+        self.spark, self.checkpoint, self.bootstrap, self.group, self.topic = spark, checkpoint, bootstrap, group, topic
+
+    def publish(self) -> dict[int, int]:
+        _, offsets = ckpt.committed_offsets(self.spark, self.checkpoint, self.topic)
+        if offsets:
+            kafka_admin.publish_group_offsets(self.bootstrap, self.group, self.topic, offsets)
+        return offsets
+
+    def onQueryStarted(self, event) -> None:
+        pass
+
+    def onQueryProgress(self, event) -> None:
+        self.publish()
+
+    def onQueryIdle(self, event) -> None:
+        pass
+
+    def onQueryTerminated(self, event) -> None:
+        pass
+
+
+# ---- running the query ----------------------------------------------------------------------------
+
+def kafka_source(spark: SparkSession, settings: Settings, bootstrap: str) -> DataFrame:
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", bootstrap)
+        .option("subscribe", settings.kafka.topic)
+        .option("startingOffsets", "earliest")
+        # A retention gap must stop the stream, not silently skip offsets.
+        .option("failOnDataLoss", "true")
+        .option("maxOffsetsPerTrigger", settings.kafka.max_offsets_per_trigger)
+        .load()
+    )
+
+
+def run_query(spark: SparkSession, settings: Settings, run_id: str, identity: ckpt.CheckpointIdentity,
+              bootstrap: str, *, until_caught_up: bool, trigger_seconds: int) -> None:
+    paths = IngestTables.from_root(settings.tables_root)
+    writer = IngestBatchWriter(paths, run_id, identity.app_id, settings.kafka.topic)
+    publisher = CommittedOffsetPublisher(spark, identity.checkpoint, bootstrap, settings.kafka.consumer_group,
+                                         settings.kafka.topic)
+    stream = (kafka_source(spark, settings, bootstrap).writeStream.foreachBatch(writer)
+              .option("checkpointLocation", identity.checkpoint).queryName(f"ingest-{run_id}"))
+    stream = stream.trigger(availableNow=True) if until_caught_up else stream.trigger(processingTime=f"{trigger_seconds} seconds")
+    spark.streams.addListener(publisher)
+    query = stream.start()
+    try:
+        query.awaitTermination()
+    finally:
+        query.stop()
+        spark.streams.removeListener(publisher)
+        publish_final(publisher)
+
+
+def publish_final(publisher: CommittedOffsetPublisher) -> None:
+    """The consumer group mirrors the proof for lag tooling; it is not the proof, so a failure only warns."""
+    try:
+        publisher.publish()
+    except LedgerlaneError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+
+
+def run_totals(spark: SparkSession, receipts_path: str, run_id: str) -> dict:
+    receipts = tables.read_or_empty(spark, receipts_path, RECEIPT_SCHEMA).where(F.col("run_id") == run_id)
+    row = receipts.agg(F.count(F.lit(1)).alias("batches"), *[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in
+                       ("received", "admitted", "duplicates", "quarantined")]).first()
+    return row.asDict()
+
+
+def ingest(spark: SparkSession, settings: Settings, run_id: str, *, until_caught_up: bool = True,
+           trigger_seconds: int = 5, progress: Callable[[str], None] = lambda _: None) -> dict:
+    """Record the run basis, run the query, prove catch-up. Raises NotCaughtUp with the proof's numbers."""
+    run_id = assert_run_id(run_id)
+    paths = IngestTables.from_root(settings.tables_root)
+    bootstrap = kafka_bootstrap(settings)
+    topic = settings.kafka.topic
+    progress(f"recording run basis of topic {topic}")
+    basis = run_basis.ensure_basis(spark, paths.basis, run_id, lambda: kafka_admin.topic_snapshot(bootstrap, topic))
+    identity = ckpt.ensure_identity(spark, checkpoint_location(settings), paths.apps, paths.receipts, run_id)
+    progress(f"ingesting (app id {identity.app_id})")
+    started = time.monotonic()
+    run_query(spark, settings, run_id, identity, bootstrap, until_caught_up=until_caught_up, trigger_seconds=trigger_seconds)
+    seconds = time.monotonic() - started
+    committed_batch, committed = ckpt.committed_offsets(spark, identity.checkpoint, topic)
+    proof = run_basis.record_caught_up(spark, paths.caught_up, run_id, identity.app_id, basis, committed_batch, committed)
+    totals = run_totals(spark, paths.receipts, run_id)
+    summary = {"run_id": run_id, "app_id": identity.app_id, "topic": topic, **totals, "seconds": round(seconds, 2),
+               "events_per_s": round(totals["received"] / seconds, 1) if seconds else None,
+               "caught_up": proof["caught_up"], "partitions": proof["partitions"]}
+    if until_caught_up and not proof["caught_up"]:
+        lagging = [f"{p['partition']}: lag {p['lag']}" for p in proof["partitions"] if p["lag"]]
+        raise NotCaughtUp(f"run {run_id} did not reach its basis on {topic} ({', '.join(lagging)})")
+    return summary
+
+
+def describe(summary: dict) -> str:
+    lines = [f"ingest run {summary['run_id']}: {summary['batches']} batches, {summary['received']} received = "
+             f"{summary['admitted']} admitted + {summary['duplicates']} duplicates + {summary['quarantined']} quarantined "
+             f"({summary['events_per_s']} events/s)"]
+    lines += [f"  partition {p['partition']}: committed {p['committed_offset']} / basis end {p['basis_end']} "
+              f"(lag {p['lag']})" for p in summary["partitions"]]
+    lines.append("  caught up" if summary["caught_up"] else "  NOT caught up")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--until-caught-up", action="store_true")
+    parser.add_argument("--trigger-seconds", type=int, default=5)
+    parser.add_argument("--env", default=None)
+    parser.add_argument("--config", default=None, help="configuration file instead of conf/<env>.toml")
+    parser.add_argument("--home", default=None)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.env, path=args.config, home=args.home)
+        spark = build_session(settings, f"ledgerlane-ingest-{args.run_id}")
+        summary = ingest(spark, settings, args.run_id, until_caught_up=args.until_caught_up,
+                         trigger_seconds=args.trigger_seconds)
+    except LedgerlaneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(describe(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

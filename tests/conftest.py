@@ -1,0 +1,67 @@
+"""Session-wide fixtures: one SparkSession, one set of real local services, one scratch home."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Jars (Ivy, Maven) are shared across test homes so only the first run ever downloads them.
+os.environ.setdefault("LEDGERLANE_CACHE", str(REPO_ROOT / ".ledgerlane" / "cache"))
+
+
+def make_home(prefix: str) -> Path:
+    """A scratch home the runuser'd PostgreSQL can traverse (pytest's tmp_path is 0700)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    home.chmod(0o755)
+    return home
+
+
+@pytest.fixture(scope="session")
+def ledgerlane_home():
+    home = make_home("ledgerlane-test-")
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(ledgerlane_home):
+    from common.config import load_settings
+
+    return load_settings("local", home=ledgerlane_home, overrides={"spark": {"shuffle_partitions": 2}})
+
+
+@pytest.fixture(scope="session")
+def spark(settings):
+    from common.spark import build_session
+
+    session = build_session(settings, "ledgerlane-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def services(settings):
+    from common.services import manager
+
+    statuses = manager.up(settings.home, settings.cache)
+    yield statuses
+    manager.down(settings.home)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(services, settings):
+    from common.endpoints import kafka_bootstrap as resolve
+
+    return resolve(settings)
+
+
+@pytest.fixture(scope="session")
+def pg_params(services, settings):
+    from common.endpoints import postgres_params
+
+    return postgres_params(settings)

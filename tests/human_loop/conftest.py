@@ -1,0 +1,94 @@
+"""Fixtures for the human-loop tests: scratch databases in the session's real PostgreSQL cluster.
+
+Each scratch database is created, migrated and dropped here, so these tests never depend on (or
+disturb) the ``ledgerlane`` database other lanes use. Configured-endpoint settings read the admin
+password from an environment variable, as production does.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+PASSWORD_ENV = "LEDGERLANE_TEST_HL_PG_PASSWORD"
+
+
+def unique(prefix: str) -> str:
+    """An identity no other test uses: tests share one database and the tables are append-only."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _create(admin: dict, name: str) -> dict:
+    with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return {**admin, "dbname": name}
+
+
+def _drop(admin: dict, name: str) -> None:
+    with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def new_database(pg_params) -> Iterator[Callable[[], dict]]:
+    """A factory of empty databases (dropped at the end of the session)."""
+    made: list[str] = []
+
+    def make() -> dict:
+        name = f"ll_hl_{secrets.token_hex(4)}"
+        made.append(name)
+        return _create(pg_params, name)
+
+    yield make
+    for name in made:
+        _drop(pg_params, name)
+
+
+@pytest.fixture(scope="session")
+def hl_db(new_database) -> dict:
+    """Admin params of one migrated scratch database shared by the module's tests."""
+    from common.db import migrate
+
+    params = new_database()
+    migrate.migrate(params, run_id="r-hl-fixture")
+    return params
+
+
+@pytest.fixture(scope="session")
+def write_config(hl_db, tmp_path_factory) -> Callable[..., Path]:
+    """A conf file pointing at a scratch database, password from $LEDGERLANE_TEST_HL_PG_PASSWORD."""
+    import os
+
+    os.environ[PASSWORD_ENV] = hl_db["password"]
+
+    def write(params: dict | None = None, *, tables_root: str = "") -> Path:
+        params = params or hl_db
+        folder = tmp_path_factory.mktemp("hl-conf")
+        path = folder / "hl.toml"
+        path.write_text(
+            f'env = "hltest"\n[storage]\ntables_root = "{tables_root}"\n'
+            f'[spark]\nshuffle_partitions = 2\n'
+            f'[postgres]\nhost = "{params["host"]}"\nport = {params["port"]}\ndatabase = "{params["dbname"]}"\n'
+            f'user = "{params["user"]}"\npassword_env = "{PASSWORD_ENV}"\n',
+            encoding="utf-8",
+        )
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def hl_settings_for(write_config, ledgerlane_home) -> Callable[..., object]:
+    """Settings for the scratch database (and a Delta tables root), the way a deployment configures them."""
+    from common.config import load_settings
+
+    def build(params: dict | None = None, *, tables_root: str = ""):
+        return load_settings(path=write_config(params, tables_root=tables_root), home=ledgerlane_home)
+
+    return build
