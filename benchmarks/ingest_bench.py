@@ -107,13 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"max_offsets_per_trigger": args.events * 2})})
     sent = simulate(settings, events=args.events, seed=21, duplicate_rate=0.02, conflict_rate=0.002, bad_rate=0.02,
                     partitions=3, start=START, days=3)
-    plain_s = plain_append(spark, settings, root)          # warms the JVM and the topic's pages too
+    plain_append(spark, settings, root / "warm-up")        # JVM, Delta and the topic's pages
+    plain_s = plain_append(spark, settings, root)
     governed_s, received = governed(spark, settings, "r-bench-governed")
     plain_s = min(plain_s, plain_append(spark, settings, root / "again"))
+    governed_s = min(governed_s, governed(spark, scoped(settings, root / "governed-again", topic), "r-bench-governed-2")[0])
     days = 3
-    one = per_event_cost(spark, settings, root, topic, args.history, days * 1, "h1x")
-    ten = per_event_cost(spark, settings, root, topic, args.history * 10, days * 10, "h10x")
-    dense = per_event_cost(spark, settings, root, topic, args.history * 10, days, "h10x-dense")
+    # Alternate the configurations and keep each one's best, so JIT warm-up and the other
+    # processes on this shared machine do not favour whichever ran last.
+    one, ten, dense = float("inf"), float("inf"), float("inf")
+    for attempt in range(2):
+        one = min(one, per_event_cost(spark, settings, root, topic, args.history, days, f"h1x-{attempt}"))
+        ten = min(ten, per_event_cost(spark, settings, root, topic, args.history * 10, days * 10, f"h10x-{attempt}"))
+        dense = min(dense, per_event_cost(spark, settings, root, topic, args.history * 10, days, f"h10xd-{attempt}"))
     result = {
         "records": sent.records, "plain_events_per_s": round(received / plain_s, 1),
         "governed_events_per_s": round(received / governed_s, 1),
