@@ -10,16 +10,15 @@ every record as a duplicate; the label import is a no-op.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from common.config import Settings, load_settings
+from common.config import Settings
 from common.endpoints import postgres_params
-from common.errors import LedgerlaneError
+from common.entrypoint import job_parser, run_job
 from common.run import new_run_id
 from common.services import manager
 from common.spark import build_session
@@ -91,20 +90,12 @@ def describe(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="demo", description=__doc__.splitlines()[0])
+    parser = job_parser("demo", __doc__)
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--run-id", default=None)
-    parser.add_argument("--env", default=None)
-    parser.add_argument("--home", default=None)
     args = parser.parse_args(argv)
-    try:
-        summary = run(load_settings(args.env, home=args.home), events=args.events, seed=args.seed, run_id=args.run_id)
-    except LedgerlaneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(describe(summary))
-    return 0
+    return run_job(args, lambda settings: run(settings, events=args.events, seed=args.seed, run_id=args.run_id), describe)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import secrets
 import sys
 import time
@@ -17,9 +16,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from common import catalog, delta
-from common.config import Settings, load_settings
+from common.config import Settings
 from common.endpoints import kafka_bootstrap, postgres_params
-from common.errors import LedgerlaneError
+from common.entrypoint import job_parser, run_job
 from common.run import assert_run_id, new_run_id
 from common.spark import build_session
 
@@ -97,18 +96,10 @@ def describe(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="smoke", description=__doc__.splitlines()[0])
+    parser = job_parser("smoke", __doc__)
     parser.add_argument("--run-id", default=None)
-    parser.add_argument("--env", default=None)
-    parser.add_argument("--home", default=None)
     args = parser.parse_args(argv)
-    try:
-        summary = run(load_settings(args.env, home=args.home), run_id=args.run_id)
-    except LedgerlaneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(describe(summary))
-    return 0 if summary["ok"] else 1
+    return run_job(args, lambda settings: run(settings, run_id=args.run_id), describe)
 
 
 if __name__ == "__main__":

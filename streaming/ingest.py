@@ -9,7 +9,6 @@ every Delta write in it carries (txnAppId, txnVersion=batch_id), so a replayed b
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 from common import basis as run_basis
 from common import catalog, delta, kafka_admin, tables
-from common.config import Settings, load_settings
+from common.config import Settings
 from common.endpoints import kafka_bootstrap
+from common.entrypoint import job_parser, run_job
 from common.errors import LedgerlaneError, NotCaughtUp
 from common.events import ALL_FIELDS
 from common.faults import crash_if_requested
@@ -270,24 +270,18 @@ def describe(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
+    parser = job_parser("ingest", __doc__)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--until-caught-up", action="store_true")
     parser.add_argument("--trigger-seconds", type=int, default=5)
-    parser.add_argument("--env", default=None)
-    parser.add_argument("--config", default=None, help="configuration file instead of conf/<env>.toml")
-    parser.add_argument("--home", default=None)
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.env, path=args.config, home=args.home)
+
+    def work(settings: Settings) -> dict:
         spark = build_session(settings, f"ledgerlane-ingest-{args.run_id}")
-        summary = ingest(spark, settings, args.run_id, until_caught_up=args.until_caught_up,
-                         trigger_seconds=args.trigger_seconds)
-    except LedgerlaneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(describe(summary))
-    return 0
+        return ingest(spark, settings, args.run_id, until_caught_up=args.until_caught_up,
+                      trigger_seconds=args.trigger_seconds)
+
+    return run_job(args, work, describe)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ derived from its newest opened/closed/reopened event (view ``human_loop.case_ove
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any, Literal
 
 import psycopg

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-import psycopg
 import pytest
 
 from common.db import label_import, labels
