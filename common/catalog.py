@@ -37,6 +37,14 @@ _SPECS = [
     TableSpec("meta.run_basis", "Per run: cluster id, topic id, partition offsets at run start", append_only=True),
     TableSpec("meta.caught_up", "Per run: proof that committed offsets reached the basis end", append_only=True),
     TableSpec("labels.label_events", "Human-loop label events copied from PostgreSQL by label_event_id", append_only=True),
+    # Batch lane (jobs/build.py, checks/): data products (one slice per run), certifications, job receipts.
+    TableSpec("silver.transactions_view", "Normalized view of admitted events, one slice per run",
+              partition_by=("event_date",)),
+    TableSpec("gold.account_features", "Per-account rolling aggregates as of each run's cut-off"),
+    TableSpec("gold.merchant_risk", "Per-merchant fraud rates from labels known at each run's cut-off"),
+    TableSpec("meta.certifications", "Checker verdicts: (product, Delta version) PASS or FAIL", append_only=True),
+    TableSpec("meta.job_receipts", "Per batch job attempt: inputs and outputs with versions, verdict", append_only=True,
+              partition_by=("run_id",)),
 ]
 
 TABLES: dict[str, TableSpec] = {spec.name: spec for spec in _SPECS}

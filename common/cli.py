@@ -14,6 +14,7 @@ import click
 
 from common.commands import catalog, demo, services, simulate, stream
 from common.commands import cases, db, job, labels
+from common.commands import rerun
 from common.commands.context import AppContext
 from common.errors import LedgerlaneError
 
@@ -41,6 +42,7 @@ cli.add_command(db.group)
 cli.add_command(labels.group)
 cli.add_command(cases.group)
 cli.add_command(job.group)
+cli.add_command(rerun.command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,8 +40,12 @@ def append(
     *,
     txn: tuple[str, int] | None = None,
     mode: str = "append",
+    replace_where: str | None = None,
 ) -> None:
-    """One append/overwrite builder: run id in userMetadata, table properties, optional idempotent txn."""
+    """One append/overwrite builder: run id in userMetadata, table properties, optional idempotent txn.
+
+    ``replace_where`` (with ``mode="overwrite"``) replaces only the rows matching it, e.g. one run's slice.
+    """
     writer = (
         df.write.format("delta")
         .mode(mode)
@@ -51,6 +55,8 @@ def append(
         writer = writer.option(key, value)
     if spec(table).partition_by:
         writer = writer.partitionBy(*spec(table).partition_by)
+    if replace_where is not None:
+        writer = writer.option("replaceWhere", replace_where)
     if txn is not None:
         app_id, version = txn
         writer = writer.option("txnAppId", app_id).option("txnVersion", str(version))

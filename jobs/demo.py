@@ -1,5 +1,6 @@
 """The end-to-end demo on embedded defaults: services, migrations, simulated traffic, governed ingest,
-chargeback labels in PostgreSQL, and their export to Delta.
+chargeback labels in PostgreSQL and their export to Delta, then every data product built, certified by
+its Great Expectations suite and read back through the certification gate.
 
     ledgerlane demo [--events 5000] [--seed 7]
     spark-submit jobs/demo.py --events 5000
@@ -54,6 +55,24 @@ def chargebacks(settings: Settings, ground_truth: str, progress: Progress) -> di
         return label_import.import_labels(conn, label_import.read_feed(feed))
 
 
+def products(spark, settings: Settings, run_id: str, progress: Progress) -> dict:
+    """Build and certify each product in dependency order; read every one back through the gate."""
+    from checks.gate import read_certified
+    from common.products import NAMES
+    from jobs.batch_context import BatchContext
+    from jobs.build import build
+    from jobs.certify import certify
+
+    ctx, result = BatchContext.from_settings(settings), {}
+    for name in NAMES:
+        progress(f"building and certifying {name}")
+        built = build(spark, ctx, name, run_id)
+        verdict = certify(spark, ctx, name, run_id)
+        result[name] = {"version": verdict["version"], "verdict": verdict["checker_result"],
+                        "rows": built["outputs"][0].get("rows"), "readable_rows": read_certified(spark, settings, name).count()}
+    return result
+
+
 def run(settings: Settings, *, events: int = 5000, seed: int = 7, run_id: str | None = None,
         now: datetime | None = None, progress: Progress = lambda _: None) -> dict:
     from jobs import export_labels
@@ -71,6 +90,8 @@ def run(settings: Settings, *, events: int = 5000, seed: int = 7, run_id: str | 
     summary["labels_imported"] = chargebacks(settings, summary["simulated"]["ground_truth"], progress)
     progress("exporting label events to Delta")
     summary["labels_exported"] = export_labels.export(spark, settings, run_id)
+    # A run that admitted nothing new (e.g. the same seed again) has no slice to build.
+    summary["products"] = products(spark, settings, run_id, progress) if summary["ingest"]["admitted"] else {}
     summary["seconds"] = round(time.monotonic() - began, 1)
     return summary
 
@@ -86,7 +107,13 @@ def describe(summary: dict) -> str:
         ingest.describe(summary["ingest"]).replace("\n", "\n  ").join(["  ", ""]),
         f"  labels       imported {summary['labels_imported']}",
         f"  export       {exported['exported']} label events to Delta version {exported['delta_version']}",
+        *(product_lines(summary["products"]) or ["  products     none built: this run admitted no new events"]),
     ])
+
+
+def product_lines(built: dict) -> list[str]:
+    return [f"  product      {name}: version {p['version']} {p['verdict']}, {p['rows']} rows built, "
+            f"{p['readable_rows']} readable through the gate" for name, p in built.items()]
 
 
 def main(argv: list[str] | None = None) -> int:

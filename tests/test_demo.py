@@ -28,4 +28,7 @@ def test_demo_twice_with_the_same_seed(spark, settings, services, tmp_path):
     assert first["labels_imported"]["inserted"] == first["simulated"]["fraud_events"]
     assert second["labels_imported"]["inserted"] == 0
     assert second["labels_exported"]["exported"] == 0
+    assert {p["verdict"] for p in first["products"].values()} == {"PASS"}
+    assert first["products"]["transactions_view"]["rows"] == 400
+    assert second["products"] == {}
     assert "r-demo-1" in demo.describe(first)

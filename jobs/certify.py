@@ -1,0 +1,141 @@
+"""Certify the Delta version a run's latest build wrote: run the product's suite, record PASS or FAIL.
+
+    spark-submit jobs/certify.py certify transactions_view --run-id r-20261122T000000Z-abc123
+    spark-submit jobs/certify.py certify merchant_risk --run-id r-20261122T000000Z-abc123 --engine native
+    ledgerlane job certify transactions_view --run-id r-20261122T000000Z-abc123
+
+Reconciliation reads the inputs at exactly the versions the build receipt recorded. The verdict goes to
+``meta.certifications``, the full result to ``<evidence_root>/<run_id>/certifications/<product>-v<N>.json``,
+and a certify receipt to ``meta.job_receipts``. Exit code 7 when the verdict is FAIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+
+from pyspark.sql import DataFrame, SparkSession
+
+from checks import certifications, ge_adapter, native, reconcile, suites
+from checks.results import FAIL, Verdict
+from common import fs
+from common.config import load_settings
+from common.errors import LedgerlaneError, UncertifiedProductError
+from common.products import NAMES
+from common.products import product as find_product
+from common.run import assert_run_id
+from common.spark import build_session
+from jobs import receipts, transforms
+from jobs.batch_context import BatchContext
+from jobs.build import ADMITTED, LABELS, Input, admitted_schema, labels_schema, read_input
+
+ENGINES = {ge_adapter.ENGINE: ge_adapter.evaluate, native.ENGINE: native.evaluate}
+DEFAULT_ENGINE = ge_adapter.ENGINE
+
+
+def evidence_path(evidence_root: str, run_id: str, product: str, version: int) -> str:
+    return f"{evidence_root.rstrip('/')}/{run_id}/certifications/{product}-v{version}.json"
+
+
+def built_receipt(run_receipts: list[dict], product: str, run_id: str) -> dict:
+    """The run's latest build of ``product``; certifying needs one that wrote a version."""
+    build = receipts.latest(run_receipts, product, receipts.BUILD)
+    if build is None or build["status"] != receipts.BUILT:
+        found = "no build receipt" if build is None else f"build attempt {build['attempt']} {build['status']}"
+        raise UncertifiedProductError(
+            f"data product '{product}' of run {run_id} cannot be certified: expected a successful build "
+            f"(ledgerlane job build {product} --run-id {run_id}), found {found}")
+    return build
+
+
+def _frame(spark: SparkSession, source: dict) -> DataFrame:
+    schemas = {ADMITTED: admitted_schema, LABELS: labels_schema}
+    pinned = Input(source["name"], source["location"], source["version"])
+    if source["name"] in schemas:
+        return read_input(spark, pinned, schemas[source["name"]]())
+    return spark.read.format("delta").option("versionAsOf", source["version"]).load(source["location"])
+
+
+def expected_totals(spark: SparkSession, product: str, inputs: list[dict], run_id: str, as_of: datetime) -> dict:
+    """The inputs' totals the product must reconcile with, read at the versions its build used."""
+    frames = {source["name"]: _frame(spark, source) for source in inputs}
+    if product == "transactions_view":
+        return reconcile.admitted_totals(frames[ADMITTED], run_id).first().asDict()
+    view = frames[find_product("transactions_view").table]
+    if product == "account_features":
+        return reconcile.window_totals(view, as_of, max(transforms.FEATURE_WINDOW_DAYS), "account_id").first().asDict()
+    window = reconcile.window_totals(view, as_of, transforms.MERCHANT_WINDOW_DAYS, "merchant_id")
+    return window.crossJoin(reconcile.known_label_totals(frames[LABELS], as_of)).first().asDict()
+
+
+def check_version(spark: SparkSession, build: dict, *, engine: str) -> tuple[Verdict, dict, dict]:
+    """Run the suite on the built version; returns the verdict, the expected totals and the timings."""
+    product, run_id, as_of = build["product"], build["run_id"], receipts.as_utc(build["cutoff"])
+    output = build["outputs"][0]
+    started = time.perf_counter()
+    expected = expected_totals(spark, product, build["inputs"], run_id, as_of)
+    reconciled = time.perf_counter()
+    data = spark.read.format("delta").option("versionAsOf", output["version"]).load(output["location"])
+    results = ENGINES[engine](data, suites.suite(product, run_id, as_of, expected))
+    timings = {"inputs_s": round(reconciled - started, 3), "checks_s": round(time.perf_counter() - reconciled, 3)}
+    return Verdict(product, run_id, output["version"], engine, tuple(results)), expected, timings
+
+
+def certify(spark: SparkSession, ctx: BatchContext, product_name: str, run_id: str, *,
+            engine: str = DEFAULT_ENGINE) -> dict:
+    """Certify the run's latest build of the product; records the verdict, the evidence and a receipt."""
+    product, run_id = find_product(product_name), assert_run_id(run_id)
+    run_receipts = receipts.for_run(spark, ctx.tables_root, run_id)
+    build = built_receipt(run_receipts, product.name, run_id)
+    started_at = ctx.clock()
+    verdict, expected, timings = check_version(spark, build, engine=engine)
+    output = build["outputs"][0]
+    path = evidence_path(ctx.evidence_root, run_id, product.name, verdict.version)
+    evidence = {**verdict.to_dict(), "table": product.table, "location": output["location"],
+                "cutoff": build["cutoff"], "inputs": build["inputs"], "expected": expected, "timings": timings,
+                "code_version": ctx.code_version, "config_digest": ctx.config_digest, "certified_at": started_at}
+    fs.write_text(spark, path, json.dumps(evidence, indent=2, sort_keys=True, default=str), overwrite=True)
+    certifications.record(spark, ctx.tables_root, certifications.row(
+        verdict, product.table, output["location"], build["inputs"], path, started_at))
+    receipt = receipts.record(spark, ctx.tables_root, {
+        "run_id": run_id, "product": product.name, "step": receipts.CERTIFY, "status": verdict.status,
+        "attempt": receipts.next_attempt(run_receipts, product.name, receipts.CERTIFY), "cutoff": build["cutoff"],
+        "inputs": build["inputs"], "outputs": [{**output, "rows": None, "files": None}], "checker": engine,
+        "checker_result": verdict.status, "reasons": verdict.failures, "code_version": ctx.code_version,
+        "config_digest": ctx.config_digest, "started_at": started_at, "finished_at": ctx.clock()})
+    return {**receipt, "version": verdict.version, "evidence_path": path, "timings": timings}
+
+
+def describe(summary: dict) -> str:
+    head = (f"{summary['product']} of run {summary['run_id']}: version {summary['version']} certified "
+            f"{summary['status']} by {summary['checker']} in {summary['seconds']}s (evidence {summary['evidence_path']})")
+    return "\n".join([head, *[f"  failed: {reason}" for reason in summary["reasons"]]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="certify", description=__doc__.splitlines()[0])
+    parser.add_argument("job", choices=["certify"])
+    parser.add_argument("product", choices=NAMES)
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--engine", choices=sorted(ENGINES), default=DEFAULT_ENGINE)
+    parser.add_argument("--env", default=None)
+    parser.add_argument("--config", default=None, help="configuration file instead of conf/<env>.toml")
+    parser.add_argument("--home", default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.env, path=args.config, home=args.home)
+        spark = build_session(settings, f"ledgerlane-certify-{args.product}-{args.run_id}")
+        summary = certify(spark, BatchContext.from_settings(settings), args.product, args.run_id, engine=args.engine)
+    except LedgerlaneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(json.dumps(summary, indent=2, default=str) if args.json else describe(summary))
+    return UncertifiedProductError.exit_code if summary["status"] == FAIL else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

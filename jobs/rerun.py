@@ -1,0 +1,105 @@
+"""Targeted rerun: rebuild and re-certify exactly the products of a run that lack a PASS, and their dependents.
+
+    spark-submit jobs/rerun.py rerun --run-id r-20261122T000000Z-abc123 [--product merchant_risk] [--dry-run] [--json]
+    ledgerlane rerun --run-id r-20261122T000000Z-abc123 [--product P] [--dry-run] [--json]
+
+Products already certified PASS (and not downstream of one being rebuilt) are not touched: no new Delta
+version, no new receipt. ``--product P`` limits the rerun to P's lineage (its ancestors and dependents).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pyspark.sql import SparkSession
+
+from checks.results import PASS
+from common import products
+from common.config import load_settings
+from common.errors import LedgerlaneError, UncertifiedProductError
+from common.run import assert_run_id
+from common.spark import build_session
+from jobs import certify as certify_job
+from jobs import status
+from jobs.batch_context import BatchContext
+from jobs.build import build
+
+SKIPPED, ERROR = "SKIPPED", "ERROR"
+
+
+def plan(states: dict[str, str], only: str | None = None) -> list[str]:
+    """Pure: the products to rebuild, in build order, given each product's state for the run."""
+    lacking = {name for name, state in states.items() if state != PASS}
+    todo = lacking.union(*(products.dependents(name) for name in lacking))
+    if only is not None:
+        name = products.product(only).name
+        todo &= {name} | products.ancestors(name) | products.dependents(name)
+    return products.in_build_order(todo)
+
+
+def _rebuild(spark: SparkSession, ctx: BatchContext, name: str, run_id: str, engine: str) -> dict:
+    try:
+        built = build(spark, ctx, name, run_id)
+        certified = certify_job.certify(spark, ctx, name, run_id, engine=engine)
+    except LedgerlaneError as exc:
+        return {"state": ERROR, "detail": str(exc)}
+    return {"state": certified["status"], "version": certified["version"], "build_attempt": built["attempt"],
+            "detail": "; ".join(certified["reasons"]) or f"version {certified['version']} certified PASS"}
+
+
+def rerun(spark: SparkSession, ctx: BatchContext, run_id: str, *, product: str | None = None,
+          dry_run: bool = False, engine: str = certify_job.DEFAULT_ENGINE) -> dict:
+    """Plan from the run's current states, then rebuild + re-certify in dependency order (unless ``dry_run``)."""
+    run_id = assert_run_id(run_id)
+    before = status.run_statuses(spark, ctx.tables_root, run_id)
+    todo = plan({name: s.state for name, s in before.items()}, product)
+    summary = {"run_id": run_id, "product": product, "dry_run": dry_run, "plan": todo,
+               "before": {name: s.to_dict() for name, s in before.items()}, "outcomes": {}}
+    if dry_run:
+        return {**summary, "ok": not todo}
+    for name in todo:
+        outcomes = summary["outcomes"]
+        blocked = [up for up in products.product(name).upstream if outcomes.get(up, {}).get("state") not in (None, PASS)]
+        outcomes[name] = ({"state": SKIPPED, "detail": f"upstream {', '.join(blocked)} not PASS"}
+                          if blocked else _rebuild(spark, ctx, name, run_id, engine))
+    return {**summary, "ok": all(o["state"] == PASS for o in summary["outcomes"].values())}
+
+
+def describe(summary: dict) -> str:
+    lines = [f"rerun of run {summary['run_id']}" + (" (dry run)" if summary["dry_run"] else "") + ":"]
+    for name, before in summary["before"].items():
+        outcome = summary["outcomes"].get(name)
+        planned = "rebuild" if name in summary["plan"] else "untouched"
+        after = f" -> {outcome['state']} ({outcome['detail']})" if outcome else ""
+        lines.append(f"  {name}: {before['state']} [{planned}]{after}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rerun", description=__doc__.splitlines()[0])
+    parser.add_argument("job", choices=["rerun"])
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--product", choices=products.NAMES, default=None)
+    parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--engine", choices=sorted(certify_job.ENGINES), default=certify_job.DEFAULT_ENGINE)
+    parser.add_argument("--env", default=None)
+    parser.add_argument("--config", default=None, help="configuration file instead of conf/<env>.toml")
+    parser.add_argument("--home", default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.env, path=args.config, home=args.home)
+        spark = build_session(settings, f"ledgerlane-rerun-{args.run_id}")
+        summary = rerun(spark, BatchContext.from_settings(settings), args.run_id, product=args.product,
+                        dry_run=args.dry_run, engine=args.engine)
+    except LedgerlaneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(json.dumps(summary, indent=2, default=str) if args.json else describe(summary))
+    return 0 if summary["ok"] or args.dry_run else UncertifiedProductError.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
