@@ -21,12 +21,16 @@ def job_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def run_job(args: argparse.Namespace, work: Callable[[Settings], dict], describe: Callable[[dict], str]) -> int:
-    """Load settings, do the work, print the summary; a LedgerlaneError becomes its exit code."""
+def run_job(args: argparse.Namespace, work: Callable[[Settings], dict], describe: Callable[[dict], str],
+            exit_code: Callable[[dict], int] = lambda _summary: 0) -> int:
+    """Load settings, do the work, print the summary; a LedgerlaneError becomes its exit code.
+
+    ``exit_code`` maps a finished summary to the code (e.g. a FAIL verdict is not a crash, but not 0 either).
+    """
     try:
         summary = work(load_settings(args.env, path=args.config, home=args.home))
     except LedgerlaneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(json.dumps(summary, indent=2, sort_keys=True, default=str) if args.json else describe(summary))
-    return 0
+    return exit_code(summary)

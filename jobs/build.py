@@ -25,7 +25,8 @@ from pyspark.sql.types import DateType, IntegerType, LongType, StringType, Struc
 from checks import gate
 from common import basis as run_basis
 from common import catalog, delta, tables
-from common.config import load_settings
+from common.config import Settings
+from common.entrypoint import job_parser, run_job
 from common.errors import IdempotencyConflict, LedgerlaneError, UncertifiedProductError
 from common.events import spark_schema
 from common.products import NAMES, Product
@@ -183,25 +184,18 @@ def parse_cutoff(text: str | None) -> datetime | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="build", description=__doc__.splitlines()[0])
+    parser = job_parser("build", __doc__)
     parser.add_argument("job", choices=["build"])
     parser.add_argument("product", choices=NAMES)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--cutoff", type=parse_cutoff, default=None, help="ISO-8601 with offset (default: run basis)")
-    parser.add_argument("--env", default=None)
-    parser.add_argument("--config", default=None, help="configuration file instead of conf/<env>.toml")
-    parser.add_argument("--home", default=None)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.env, path=args.config, home=args.home)
+
+    def work(settings: Settings) -> dict:
         spark = build_session(settings, f"ledgerlane-build-{args.product}-{args.run_id}")
-        receipt = build(spark, BatchContext.from_settings(settings), args.product, args.run_id, cutoff=args.cutoff)
-    except LedgerlaneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(json.dumps(receipt, indent=2, default=str) if args.json else describe(receipt))
-    return 0
+        return build(spark, BatchContext.from_settings(settings), args.product, args.run_id, cutoff=args.cutoff)
+
+    return run_job(args, work, describe)
 
 
 if __name__ == "__main__":

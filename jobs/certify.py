@@ -11,7 +11,6 @@ and a certify receipt to ``meta.job_receipts``. Exit code 7 when the verdict is 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -22,8 +21,9 @@ from pyspark.sql import DataFrame, SparkSession
 from checks import certifications, ge_adapter, native, reconcile, suites
 from checks.results import FAIL, Verdict
 from common import fs
-from common.config import load_settings
-from common.errors import LedgerlaneError, UncertifiedProductError
+from common.config import Settings
+from common.entrypoint import job_parser, run_job
+from common.errors import UncertifiedProductError
 from common.products import NAMES
 from common.products import product as find_product
 from common.run import assert_run_id
@@ -116,25 +116,19 @@ def describe(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="certify", description=__doc__.splitlines()[0])
+    parser = job_parser("certify", __doc__)
     parser.add_argument("job", choices=["certify"])
     parser.add_argument("product", choices=NAMES)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--engine", choices=sorted(ENGINES), default=DEFAULT_ENGINE)
-    parser.add_argument("--env", default=None)
-    parser.add_argument("--config", default=None, help="configuration file instead of conf/<env>.toml")
-    parser.add_argument("--home", default=None)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.env, path=args.config, home=args.home)
+
+    def work(settings: Settings) -> dict:
         spark = build_session(settings, f"ledgerlane-certify-{args.product}-{args.run_id}")
-        summary = certify(spark, BatchContext.from_settings(settings), args.product, args.run_id, engine=args.engine)
-    except LedgerlaneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(json.dumps(summary, indent=2, default=str) if args.json else describe(summary))
-    return UncertifiedProductError.exit_code if summary["status"] == FAIL else 0
+        return certify(spark, BatchContext.from_settings(settings), args.product, args.run_id, engine=args.engine)
+
+    return run_job(args, work, describe,
+                   lambda summary: UncertifiedProductError.exit_code if summary["status"] == FAIL else 0)
 
 
 if __name__ == "__main__":

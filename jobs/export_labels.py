@@ -12,8 +12,6 @@ from another database instance (ids restarted) is refused instead of silently sk
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from typing import Any
 
@@ -22,12 +20,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
 from common import catalog, delta
-from common.config import Settings, load_settings
+from common.config import Settings
+from common.entrypoint import job_parser, run_job
 from common.db import labels as label_repo
 from common.db.connection import connect
 from common.db.heartbeats import heartbeat
 from common.endpoints import postgres_params
-from common.errors import IdempotencyConflict, LedgerlaneError
+from common.errors import IdempotencyConflict
 from common.run import assert_run_id
 from common.spark import build_session
 
@@ -110,22 +109,16 @@ def describe(summary: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="export_labels", description=__doc__.splitlines()[0])
+    parser = job_parser("export_labels", __doc__)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS)
-    parser.add_argument("--env", default=None)
-    parser.add_argument("--home", default=None)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.env, home=args.home)
+
+    def work(settings: Settings) -> dict:
         spark = build_session(settings, f"ledgerlane-export-labels-{args.run_id}")
-        summary = export(spark, settings, args.run_id, max_rows=args.max_rows)
-    except LedgerlaneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(json.dumps(summary, indent=2, sort_keys=True) if args.json else describe(summary))
-    return 0
+        return export(spark, settings, args.run_id, max_rows=args.max_rows)
+
+    return run_job(args, work, describe)
 
 
 if __name__ == "__main__":

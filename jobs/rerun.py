@@ -9,15 +9,14 @@ version, no new receipt. ``--product P`` limits the rerun to P's lineage (its an
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 
 from pyspark.sql import SparkSession
 
 from checks.results import PASS
 from common import products
-from common.config import load_settings
+from common.config import Settings
+from common.entrypoint import job_parser, run_job
 from common.errors import LedgerlaneError, UncertifiedProductError
 from common.run import assert_run_id
 from common.spark import build_session
@@ -78,27 +77,21 @@ def describe(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rerun", description=__doc__.splitlines()[0])
+    parser = job_parser("rerun", __doc__)
     parser.add_argument("job", choices=["rerun"])
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--product", choices=products.NAMES, default=None)
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--engine", choices=sorted(certify_job.ENGINES), default=certify_job.DEFAULT_ENGINE)
-    parser.add_argument("--env", default=None)
-    parser.add_argument("--config", default=None, help="configuration file instead of conf/<env>.toml")
-    parser.add_argument("--home", default=None)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.env, path=args.config, home=args.home)
+
+    def work(settings: Settings) -> dict:
         spark = build_session(settings, f"ledgerlane-rerun-{args.run_id}")
-        summary = rerun(spark, BatchContext.from_settings(settings), args.run_id, product=args.product,
-                        dry_run=args.dry_run, engine=args.engine)
-    except LedgerlaneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(json.dumps(summary, indent=2, default=str) if args.json else describe(summary))
-    return 0 if summary["ok"] or args.dry_run else UncertifiedProductError.exit_code
+        return rerun(spark, BatchContext.from_settings(settings), args.run_id, product=args.product,
+                     dry_run=args.dry_run, engine=args.engine)
+
+    return run_job(args, work, describe,
+                   lambda summary: 0 if summary["ok"] or args.dry_run else UncertifiedProductError.exit_code)
 
 
 if __name__ == "__main__":
