@@ -42,7 +42,7 @@ def render_pom(coords: list[str]) -> str:
     managed = "".join(dep(f"{ga}:{v}") for ga, v in PINNED.items())
     direct = "".join(dep(c) for c in coords)
     return (
-        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+        '<project><modelVersion>4.0.0</modelVersion>'
         "<groupId>dev.ledgerlane</groupId><artifactId>spark-connectors</artifactId><version>1</version>"
         f"<packaging>pom</packaging><dependencyManagement><dependencies>{managed}</dependencies>"
         f"</dependencyManagement><dependencies>{direct}</dependencies></project>"
