@@ -115,6 +115,11 @@ def describe(summary: dict) -> str:
     return "\n".join([head, *[f"  failed: {reason}" for reason in summary["reasons"]]])
 
 
+def exit_code(summary: dict) -> int:
+    """A FAIL verdict is a finished certification, not a crash, but scripts must not read it as success."""
+    return UncertifiedProductError.exit_code if summary["status"] == FAIL else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser("certify", __doc__)
     parser.add_argument("job", choices=["certify"])
@@ -127,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         spark = build_session(settings, f"ledgerlane-certify-{args.product}-{args.run_id}")
         return certify(spark, BatchContext.from_settings(settings), args.product, args.run_id, engine=args.engine)
 
-    return run_job(args, work, describe,
-                   lambda summary: UncertifiedProductError.exit_code if summary["status"] == FAIL else 0)
+    return run_job(args, work, describe, exit_code)
 
 
 if __name__ == "__main__":

@@ -56,21 +56,18 @@ def chargebacks(settings: Settings, ground_truth: str, progress: Progress) -> di
 
 
 def products(spark, settings: Settings, run_id: str, progress: Progress) -> dict:
-    """Build and certify each product in dependency order; read every one back through the gate."""
+    """Build and certify every product of the run (a rerun of a fresh run does exactly that), then
+    read each one back through the certification gate."""
     from checks.gate import read_certified
-    from common.products import NAMES
+    from checks.results import PASS
+    from jobs import rerun
     from jobs.batch_context import BatchContext
-    from jobs.build import build
-    from jobs.certify import certify
 
-    ctx, result = BatchContext.from_settings(settings), {}
-    for name in NAMES:
-        progress(f"building and certifying {name}")
-        built = build(spark, ctx, name, run_id)
-        verdict = certify(spark, ctx, name, run_id)
-        result[name] = {"version": verdict["version"], "verdict": verdict["checker_result"],
-                        "rows": built["outputs"][0].get("rows"), "readable_rows": read_certified(spark, settings, name).count()}
-    return result
+    progress("building and certifying the data products")
+    outcomes = rerun.rerun(spark, BatchContext.from_settings(settings), run_id)["outcomes"]
+    return {name: {"version": o.get("version"), "verdict": o["state"], "rows": o.get("rows"),
+                   "readable_rows": read_certified(spark, settings, name).count() if o["state"] == PASS else 0}
+            for name, o in outcomes.items()}
 
 
 def run(settings: Settings, *, events: int = 5000, seed: int = 7, run_id: str | None = None,
@@ -116,13 +113,23 @@ def product_lines(built: dict) -> list[str]:
             f"{p['readable_rows']} readable through the gate" for name, p in built.items()]
 
 
+def exit_code(summary: dict) -> int:
+    """The demo only succeeds when every product it built is certified PASS."""
+    from checks.results import PASS
+    from common.errors import UncertifiedProductError
+
+    failed = [name for name, p in summary["products"].items() if p["verdict"] != PASS]
+    return UncertifiedProductError.exit_code if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser("demo", __doc__)
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--run-id", default=None)
     args = parser.parse_args(argv)
-    return run_job(args, lambda settings: run(settings, events=args.events, seed=args.seed, run_id=args.run_id), describe)
+    return run_job(args, lambda settings: run(settings, events=args.events, seed=args.seed, run_id=args.run_id),
+                   describe, exit_code)
 
 
 if __name__ == "__main__":

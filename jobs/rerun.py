@@ -45,6 +45,7 @@ def _rebuild(spark: SparkSession, ctx: BatchContext, name: str, run_id: str, eng
     except LedgerlaneError as exc:
         return {"state": ERROR, "detail": str(exc)}
     return {"state": certified["status"], "version": certified["version"], "build_attempt": built["attempt"],
+            "rows": built["outputs"][0]["rows"],
             "detail": "; ".join(certified["reasons"]) or f"version {certified['version']} certified PASS"}
 
 
@@ -76,6 +77,11 @@ def describe(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def exit_code(summary: dict) -> int:
+    """0 when every rebuilt product is PASS (a dry run only plans), else the uncertified code."""
+    return 0 if summary["ok"] or summary["dry_run"] else UncertifiedProductError.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = job_parser("rerun", __doc__)
     parser.add_argument("job", choices=["rerun"])
@@ -90,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return rerun(spark, BatchContext.from_settings(settings), args.run_id, product=args.product,
                      dry_run=args.dry_run, engine=args.engine)
 
-    return run_job(args, work, describe,
-                   lambda summary: 0 if summary["ok"] or args.dry_run else UncertifiedProductError.exit_code)
+    return run_job(args, work, describe, exit_code)
 
 
 if __name__ == "__main__":

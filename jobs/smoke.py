@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = job_parser("smoke", __doc__)
     parser.add_argument("--run-id", default=None)
     args = parser.parse_args(argv)
-    return run_job(args, lambda settings: run(settings, run_id=args.run_id), describe)
+    return run_job(args, lambda settings: run(settings, run_id=args.run_id), describe,
+                   lambda summary: 0 if summary["ok"] else 1)
 
 
 if __name__ == "__main__":

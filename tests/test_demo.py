@@ -31,4 +31,6 @@ def test_demo_twice_with_the_same_seed(spark, settings, services, tmp_path):
     assert {p["verdict"] for p in first["products"].values()} == {"PASS"}
     assert first["products"]["transactions_view"]["rows"] == 400
     assert second["products"] == {}
+    assert demo.exit_code(first) == demo.exit_code(second) == 0
+    assert demo.exit_code({"products": {"merchant_risk": {"verdict": "ERROR"}}}) == 7
     assert "r-demo-1" in demo.describe(first)

@@ -50,3 +50,14 @@ def test_smoke_run_summary(spark, settings, services):
     assert summary["ok"] is True
     assert summary["delta"] == {"version_read": 0, "rows_then": 2, "rows_now": 3}
     assert catalog.location(settings.tables_root, "meta.smoke").startswith(str(settings.home))
+
+
+def test_smoke_entrypoint_exits_non_zero_when_a_check_failed(monkeypatch, ledgerlane_home, capsys):
+    failed = {"run_id": "r-smoke-bad", "ok": False, "seconds": 0.1, "postgres": {"round_trip": False},
+              "delta": {"version_read": 0, "rows_then": 2, "rows_now": 3},
+              "kafka": {"topic": smoke.SMOKE_TOPIC, "messages_found": 0}}
+    monkeypatch.setattr(smoke, "run", lambda settings, run_id=None: failed)
+
+    code = smoke.main(["--home", str(ledgerlane_home)])
+
+    assert code == 1 and "smoke FAILED" in capsys.readouterr().out

@@ -20,3 +20,5 @@ def command(app: AppContext, events: int, seed: int, run_id: str | None, as_json
 
     summary = demo.run(app.settings, events=events, seed=seed, run_id=run_id, progress=step_printer(as_json))
     emit(summary, as_json, demo.describe(summary))
+    if demo.exit_code(summary):
+        raise click.exceptions.Exit(demo.exit_code(summary))

@@ -6,6 +6,7 @@ import click
 
 from common.commands.context import AppContext, emit, pass_app
 from common.products import NAMES as PRODUCT_NAMES
+from jobs.certify import DEFAULT_ENGINE, ENGINES
 
 
 @click.group("job")
@@ -53,13 +54,12 @@ def build_command(app: AppContext, product: str, run_id: str, cutoff: str | None
 @group.command("certify")
 @click.argument("product", type=click.Choice(PRODUCT_NAMES))
 @click.option("--run-id", required=True)
-@click.option("--engine", type=click.Choice(["great_expectations", "native"]), default="great_expectations",
+@click.option("--engine", type=click.Choice(sorted(ENGINES)), default=DEFAULT_ENGINE,
               show_default=True, help="Great Expectations suite, or the same checks as one native Spark aggregate.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def certify_command(app: AppContext, product: str, run_id: str, engine: str, as_json: bool) -> None:
     """Certify the version a run's latest build wrote: PASS or FAIL (exit 7) into meta.certifications."""
-    from common.errors import UncertifiedProductError
     from common.spark import build_session
     from jobs import certify
     from jobs.batch_context import BatchContext
@@ -68,5 +68,5 @@ def certify_command(app: AppContext, product: str, run_id: str, engine: str, as_
     spark = build_session(settings, f"ledgerlane-certify-{product}-{run_id}")
     summary = certify.certify(spark, BatchContext.from_settings(settings), product, run_id, engine=engine)
     emit(summary, as_json, certify.describe(summary))
-    if summary["status"] != "PASS":
-        raise click.exceptions.Exit(UncertifiedProductError.exit_code)
+    if certify.exit_code(summary):
+        raise click.exceptions.Exit(certify.exit_code(summary))

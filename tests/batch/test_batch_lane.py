@@ -16,7 +16,7 @@ from delta.tables import DeltaTable
 from checks import certifications, gate
 from common import catalog, delta, fs
 from common.cli import main as cli_main
-from common.errors import IdempotencyConflict, UncertifiedProductError
+from common.errors import IdempotencyConflict, LedgerlaneError, UncertifiedProductError
 from common.products import NAMES, product
 from jobs import build, certify, receipts, rerun
 from jobs.batch_context import BatchContext
@@ -216,6 +216,16 @@ def test_rebuilding_replaces_the_runs_slice_and_never_duplicates_it(spark, settl
 def test_a_run_keeps_one_cutoff(spark, settled):
     with pytest.raises(IdempotencyConflict, match=f"run {SETTLED} was built with cut-off .* differs"):
         build.build(spark, settled.ctx, "merchant_risk", SETTLED, cutoff=CUTOFF + timedelta(days=1))
+
+
+def test_a_run_that_admitted_nothing_is_refused_and_writes_nothing(spark, local):
+    write_admitted(spark, local.tables_root, [admitted_row(1, "r-other", at=DAY1)])
+
+    with pytest.raises(LedgerlaneError, match="transactions_view: run r-empty produced no rows"):
+        build.build(spark, BatchContext.from_settings(local), "transactions_view", "r-empty", cutoff=CUTOFF)
+
+    assert versions(spark, local.tables_root)["transactions_view"] is None
+    assert [r["status"] for r in receipts.for_run(spark, local.tables_root, "r-empty")] == [receipts.ERROR]
 
 
 def test_certify_without_a_build_names_the_missing_step(spark, settled):
