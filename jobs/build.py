@@ -146,10 +146,14 @@ def resolve_cutoff(spark: SparkSession, ctx: BatchContext, run_id: str, explicit
 
 
 def build(spark: SparkSession, ctx: BatchContext, product_name: str, run_id: str, *,
-          cutoff: datetime | None = None) -> dict:
-    """Build one product of a run and leave its receipt; a failure is recorded (ERROR, why) and re-raised."""
+          cutoff: datetime | None = None, run_receipts: list[dict] | None = None) -> dict:
+    """Build one product of a run and leave its receipt; a failure is recorded (ERROR, why) and re-raised.
+
+    ``run_receipts``: the run's receipts when the caller already holds them; otherwise they are read.
+    """
     product, run_id = find_product(product_name), assert_run_id(run_id)
-    run_receipts = receipts.for_run(spark, ctx.tables_root, run_id)
+    if run_receipts is None:
+        run_receipts = receipts.for_run(spark, ctx.tables_root, run_id)
     as_of = resolve_cutoff(spark, ctx, run_id, cutoff, run_receipts)
     receipt = {"run_id": run_id, "product": product.name, "step": receipts.BUILD, "cutoff": as_of,
                "attempt": receipts.next_attempt(run_receipts, product.name, receipts.BUILD),

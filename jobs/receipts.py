@@ -24,6 +24,9 @@ SCHEMA = (
     "started_at timestamp, finished_at timestamp, seconds double"
 )
 
+# Top-level columns: nested struct fields are separated by "," without a space.
+_COLUMNS = tuple(part.split(" ")[0] for part in SCHEMA.split(", "))
+
 
 def for_run(spark: SparkSession, tables_root: str, run_id: str) -> list[dict]:
     """Every receipt of the run, oldest attempt first (a run has few, so they are collected)."""
@@ -51,6 +54,17 @@ def run_cutoff(receipts: list[dict]) -> datetime | None:
     """The cut-off the run already used (every product of a run shares one)."""
     cutoffs = sorted({as_utc(r["cutoff"]) for r in receipts if r["cutoff"] is not None})
     return cutoffs[0] if cutoffs else None
+
+
+def as_read(receipt: dict) -> dict:
+    """A receipt just recorded, as ``for_run`` would read it back: Spark returns timestamps naive, in local time.
+
+    Lets a caller that holds the receipts it wrote skip reading the table again and see exactly the same values.
+    """
+    def naive(value):
+        return value.astimezone().replace(tzinfo=None) if isinstance(value, datetime) and value.tzinfo else value
+
+    return {name: naive(receipt.get(name)) for name in _COLUMNS}
 
 
 def record(spark: SparkSession, tables_root: str, receipt: dict) -> dict:

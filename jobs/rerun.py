@@ -21,7 +21,7 @@ from common.errors import LedgerlaneError, UncertifiedProductError
 from common.run import assert_run_id
 from common.spark import build_session
 from jobs import certify as certify_job
-from jobs import status
+from jobs import receipts, status
 from jobs.batch_context import BatchContext
 from jobs.build import build
 
@@ -38,11 +38,18 @@ def plan(states: dict[str, str], only: str | None = None) -> list[str]:
     return products.in_build_order(todo)
 
 
-def _rebuild(spark: SparkSession, ctx: BatchContext, name: str, run_id: str, engine: str) -> dict:
+def _rebuild(spark: SparkSession, ctx: BatchContext, name: str, run_id: str, engine: str,
+             run_receipts: list[dict]) -> dict:
+    """Build and certify ``name``; the receipts each step writes are appended to ``run_receipts``."""
     try:
-        built = build(spark, ctx, name, run_id)
-        certified = certify_job.certify(spark, ctx, name, run_id, engine=engine)
+        built = build(spark, ctx, name, run_id, run_receipts=run_receipts)
+        run_receipts.append(receipts.as_read(built))
+        certified = certify_job.certify(spark, ctx, name, run_id, engine=engine, run_receipts=run_receipts)
+        run_receipts.append(receipts.as_read(certified))
     except LedgerlaneError as exc:
+        # A failed build records an ERROR receipt that is not in hand: read them all again next time.
+        run_receipts.clear()
+        run_receipts.extend(receipts.for_run(spark, ctx.tables_root, run_id))
         return {"state": ERROR, "detail": str(exc)}
     return {"state": certified["status"], "version": certified["version"], "build_attempt": built["attempt"],
             "rows": built["outputs"][0]["rows"],
@@ -51,9 +58,13 @@ def _rebuild(spark: SparkSession, ctx: BatchContext, name: str, run_id: str, eng
 
 def rerun(spark: SparkSession, ctx: BatchContext, run_id: str, *, product: str | None = None,
           dry_run: bool = False, engine: str = certify_job.DEFAULT_ENGINE) -> dict:
-    """Plan from the run's current states, then rebuild + re-certify in dependency order (unless ``dry_run``)."""
+    """Plan from the run's current states, then rebuild + re-certify in dependency order (unless ``dry_run``).
+
+    The run's receipts are read once and kept current as steps add theirs, so no step reads them again.
+    """
     run_id = assert_run_id(run_id)
-    before = status.run_statuses(spark, ctx.tables_root, run_id)
+    run_receipts = receipts.for_run(spark, ctx.tables_root, run_id)
+    before = status.run_statuses(spark, ctx.tables_root, run_id, run_receipts)
     todo = plan({name: s.state for name, s in before.items()}, product)
     summary = {"run_id": run_id, "product": product, "dry_run": dry_run, "plan": todo,
                "before": {name: s.to_dict() for name, s in before.items()}, "outcomes": {}}
@@ -63,7 +74,7 @@ def rerun(spark: SparkSession, ctx: BatchContext, run_id: str, *, product: str |
         outcomes = summary["outcomes"]
         blocked = [up for up in products.product(name).upstream if outcomes.get(up, {}).get("state") not in (None, PASS)]
         outcomes[name] = ({"state": SKIPPED, "detail": f"upstream {', '.join(blocked)} not PASS"}
-                          if blocked else _rebuild(spark, ctx, name, run_id, engine))
+                          if blocked else _rebuild(spark, ctx, name, run_id, engine, run_receipts))
     return {**summary, "ok": all(o["state"] == PASS for o in summary["outcomes"].values())}
 
 

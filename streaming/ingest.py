@@ -32,7 +32,7 @@ from common.run import assert_run_id
 from common.spark import build_session
 from streaming import checkpoint as ckpt
 from streaming.dedup import ADMITTED, DUPLICATE, QUARANTINED, classify
-from streaming.validate import parse_and_validate
+from streaming.validate import event_dates, parse_and_validate
 
 RECEIPT_SCHEMA = (
     "run_id string, app_id string, batch_id long, topic string, "
@@ -41,6 +41,7 @@ RECEIPT_SCHEMA = (
     "quarantined_by_reason map<string,long>, written_at timestamp"
 )
 SOURCE = ["topic", "partition", "offset", "kafka_timestamp"]
+RECEIPT_COUNT = {ADMITTED: "admitted", DUPLICATE: "duplicates", QUARANTINED: "quarantined"}  # outcome -> receipt field
 LINEAGE = ["run_id", "app_id", "batch_id"]
 
 
@@ -89,24 +90,41 @@ def quarantine_rows(classified: DataFrame) -> DataFrame:
         *LINEAGE, F.current_timestamp().alias("quarantined_at"))
 
 
-def partition_counts(classified: DataFrame) -> DataFrame:
-    """Per partition: offset range [start, end) and how every offset in it was decided."""
-    count_of = lambda outcome: F.sum((F.col("outcome") == outcome).cast("long"))  # noqa: E731
-    return classified.groupBy("partition").agg(
-        F.min("offset").alias("start_offset"), (F.max("offset") + 1).alias("end_offset"),
-        F.count(F.lit(1)).alias("received"), count_of(ADMITTED).alias("admitted"),
-        count_of(DUPLICATE).alias("duplicates"), count_of(QUARANTINED).alias("quarantined"))
+def outcome_counts(classified: DataFrame) -> DataFrame:
+    """One small aggregate for the receipt: per (partition, outcome, reason), the count and offset range."""
+    return classified.groupBy("partition", "outcome", "reason").agg(
+        F.count(F.lit(1)).alias("n"), F.min("offset").alias("first"), F.max("offset").alias("last"))
 
 
-def build_receipt(classified: DataFrame, run_id: str, app_id: str, batch_id: int, topic: str) -> dict:
-    parts = [r.asDict() for r in partition_counts(classified).orderBy("partition").collect()]
-    reasons = classified.where(F.col("outcome") == QUARANTINED).groupBy("reason").count().collect()
-    total = lambda key: sum(p[key] for p in parts)  # noqa: E731
+def build_receipt(counts: list[dict], run_id: str, app_id: str, batch_id: int, topic: str) -> dict:
+    """Fold ``outcome_counts`` rows into the receipt: per partition the offset range [start, end) and
+    how every offset in it was decided, plus the quarantine counts by reason."""
+    parts: dict[int, dict] = {}
+    reasons: dict[str, int] = {}
+    for row in counts:
+        part = parts.setdefault(row["partition"], {
+            "partition": row["partition"], "start_offset": row["first"], "end_offset": row["last"] + 1,
+            "received": 0, "admitted": 0, "duplicates": 0, "quarantined": 0})
+        part["start_offset"] = min(part["start_offset"], row["first"])
+        part["end_offset"] = max(part["end_offset"], row["last"] + 1)
+        part["received"] += row["n"]
+        part[RECEIPT_COUNT[row["outcome"]]] += row["n"]
+        if row["outcome"] == QUARANTINED:
+            reasons[row["reason"]] = reasons.get(row["reason"], 0) + row["n"]
+    ordered = [parts[p] for p in sorted(parts)]
+    total = lambda key: sum(p[key] for p in ordered)  # noqa: E731
     return {
-        "run_id": run_id, "app_id": app_id, "batch_id": batch_id, "topic": topic, "partitions": parts,
+        "run_id": run_id, "app_id": app_id, "batch_id": batch_id, "topic": topic, "partitions": ordered,
         "received": total("received"), "admitted": total("admitted"), "duplicates": total("duplicates"),
-        "quarantined": total("quarantined"), "quarantined_by_reason": {r.reason: r["count"] for r in reasons},
+        "quarantined": total("quarantined"), "quarantined_by_reason": reasons,
     }
+
+
+def keep_payload_of_quarantined(classified: DataFrame) -> DataFrame:
+    """Only quarantine rows store the raw bytes; dropping them elsewhere keeps the cached batch small."""
+    quarantined = F.col("outcome") == QUARANTINED
+    return (classified.withColumn("value", F.when(quarantined, F.col("value")))
+                      .withColumn("payload", F.when(quarantined, F.col("payload"))))
 
 
 # ---- the foreachBatch function --------------------------------------------------------------------
@@ -118,38 +136,39 @@ class IngestBatchWriter:
         self.paths, self.run_id, self.app_id, self.topic = paths, run_id, app_id, topic
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        validated = parse_and_validate(batch).persist(StorageLevel.MEMORY_AND_DISK)
+        # One pass decides every record and is cached once; the date pass before it only reads the
+        # event_time text, so validation runs once per batch.
+        history = self._history(batch, batch_id)
+        classified = keep_payload_of_quarantined(classify(parse_and_validate(batch), history))
+        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            classified = classify(validated, self._history(validated, batch_id)).persist(StorageLevel.MEMORY_AND_DISK)
-            try:
-                self._write(classified, batch_id)
-            finally:
-                classified.unpersist()
+            self._write(classified, batch_id)
         finally:
-            validated.unpersist()
+            classified.unpersist()
 
-    def _history(self, validated: DataFrame, batch_id: int) -> DataFrame:
+    def _history(self, batch: DataFrame, batch_id: int) -> DataFrame:
         """Admitted events on the batch's event dates (±1 day), minus this very batch if it is a replay."""
-        dates = [r.d for r in validated.where(F.col("reason").isNull())
-                 .select(F.to_date("event_time").alias("d")).distinct().collect()]
+        dates = [r.d for r in event_dates(batch).collect()]
         window = sorted({d + timedelta(days=k) for d in dates for k in (-1, 0, 1)})
-        spark = validated.sparkSession
         admitted = tables.read_or_empty(
-            spark, self.paths.admitted, "event_id string, payload_sha256 string, event_date date, app_id string, batch_id long")
+            batch.sparkSession, self.paths.admitted,
+            "event_id string, payload_sha256 string, event_date date, app_id string, batch_id long")
         return admitted.where(F.col("event_date").isin(window)).where(
             ~((F.col("app_id") == self.app_id) & (F.col("batch_id") == batch_id))
         ).select("event_id", "payload_sha256")
 
     def _write(self, classified: DataFrame, batch_id: int) -> None:
         txn = (self.app_id, batch_id)
-        lineage = lambda df: with_lineage(df, self.run_id, self.app_id, batch_id)  # noqa: E731
-        delta.append(quarantine_rows(lineage(classified)), self.paths.quarantine, "bronze.quarantine", self.run_id, txn=txn)
-        delta.append(admitted_rows(lineage(classified)), self.paths.admitted, "bronze.admitted_events", self.run_id, txn=txn)
+        # The receipt's counts come first: that one small aggregate fills the cache the writes read.
+        counts = [row.asDict() for row in outcome_counts(classified).collect()]
+        rows = with_lineage(classified, self.run_id, self.app_id, batch_id)
+        delta.append(quarantine_rows(rows), self.paths.quarantine, "bronze.quarantine", self.run_id, txn=txn)
+        delta.append(admitted_rows(rows), self.paths.admitted, "bronze.admitted_events", self.run_id, txn=txn)
         crash_if_requested("ingest.after_admitted", batch_id)
-        delta.append(duplicate_rows(lineage(classified)), self.paths.duplicates, "bronze.duplicate_events", self.run_id, txn=txn)
-        receipt = build_receipt(classified, self.run_id, self.app_id, batch_id, self.topic)
-        spark = classified.sparkSession
-        frame = spark.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn("written_at", F.current_timestamp())
+        delta.append(duplicate_rows(rows), self.paths.duplicates, "bronze.duplicate_events", self.run_id, txn=txn)
+        receipt = build_receipt(counts, self.run_id, self.app_id, batch_id, self.topic)
+        frame = classified.sparkSession.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn(
+            "written_at", F.current_timestamp())
         delta.append(frame, self.paths.receipts, "meta.ingest_receipts", self.run_id, txn=txn)
         crash_if_requested("ingest.before_commit", batch_id)
 

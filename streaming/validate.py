@@ -72,10 +72,27 @@ def _event_time() -> Column:
     return F.try_to_timestamp(_typed("event_time"))
 
 
+def outside_broker_window(ts: Column, broker_ts: Column) -> Column:
+    """An event time further from the broker's timestamp than the contract allows."""
+    age_s, lead_s = int(events.MAX_EVENT_AGE.total_seconds()), int(events.MAX_EVENT_LEAD.total_seconds())
+    return (ts < broker_ts - F.expr(f"INTERVAL {age_s} SECONDS")) | (ts > broker_ts + F.expr(f"INTERVAL {lead_s} SECONDS"))
+
+
+def event_dates(raw: DataFrame) -> DataFrame:
+    """The distinct UTC dates of the raw records' event times that validation could accept.
+
+    Same text, parser and broker window as the checks, none of the other checks: a superset of the
+    valid events' dates, so history selected by it can only be wider than needed, never narrower.
+    """
+    ts = F.try_to_timestamp(F.get_json_object(F.col("value").cast("string"), "$.event_time"))
+    return (raw.select(ts.alias("ts"), F.col("timestamp").alias("broker_ts"))
+               .where(F.col("ts").isNotNull() & ~outside_broker_window(F.col("ts"), F.col("broker_ts")))
+               .select(F.to_date("ts").alias("d")).distinct())
+
+
 def checks() -> list[tuple[str, Column]]:
     """(reason, failing condition) in the contract's order; each is a Spark boolean expression."""
     identity = [_typed(f) for f in events.IDENTITY_FIELDS]
-    age_s, lead_s = int(events.MAX_EVENT_AGE.total_seconds()), int(events.MAX_EVENT_LEAD.total_seconds())
     ts = _event_time()
     return [
         ("oversized_payload", F.octet_length("value") > events.MAX_PAYLOAD_BYTES),
@@ -94,8 +111,7 @@ def checks() -> list[tuple[str, Column]]:
         ("invalid_mcc", ~_typed("mcc").rlike(r"^[0-9]{4}$")),
         ("invalid_channel", ~_typed("channel").isin(*events.CHANNELS)),
         ("invalid_event_time", ts.isNull() | ~_typed("event_time").rlike(r"(Z|[+-][0-9]{2}:[0-9]{2})$")
-         | (ts < F.col("kafka_timestamp") - F.expr(f"INTERVAL {age_s} SECONDS"))
-         | (ts > F.col("kafka_timestamp") + F.expr(f"INTERVAL {lead_s} SECONDS"))),
+         | outside_broker_window(ts, F.col("kafka_timestamp"))),
         ("invalid_text", (F.length(_typed("merchant_name")) < 1)
          | (F.length(_typed("merchant_name")) > events.MAX_TEXT_LENGTH)
          | (F.length(_typed("ip_address")) > 45)),

@@ -26,6 +26,7 @@ from .inputs import CUTOFF, DAY1, admitted_row, good_events, label_row, write_ad
 
 pytestmark = pytest.mark.slow
 ALL = list(NAMES)
+GE = "great_expectations"
 
 
 def versions(spark, root) -> dict[str, int | None]:
@@ -69,16 +70,17 @@ def broken(spark, tmp_path_factory):
     write_admitted(spark, root, broken_rows())
     seen = SimpleNamespace(local=local, config=config, root=root)
     seen.built = build.build(spark, ctx, "transactions_view", BROKEN, cutoff=CUTOFF)
-    seen.certified = certify.certify(spark, ctx, "transactions_view", BROKEN)
+    # This run goes through Great Expectations end to end (the default engine is native).
+    seen.certified = certify.certify(spark, ctx, "transactions_view", BROKEN, engine=GE)
     seen.gate_error = refused(lambda: gate.read_certified(spark, local, "transactions_view"))
     seen.dependent_errors = {name: refused(lambda name=name: build.build(spark, ctx, name, BROKEN))
                              for name in ("account_features", "merchant_risk")}
     seen.receipts_before_fix = receipts.for_run(spark, root, BROKEN)
     fix_input(spark, root)
     seen.versions_before = versions(spark, root)
-    seen.dry_run = rerun.rerun(spark, ctx, BROKEN, dry_run=True)
+    seen.dry_run = rerun.rerun(spark, ctx, BROKEN, dry_run=True, engine=GE)
     seen.versions_after_dry_run = versions(spark, root)
-    seen.rerun = rerun.rerun(spark, ctx, BROKEN)
+    seen.rerun = rerun.rerun(spark, ctx, BROKEN, engine=GE)
     seen.receipts = receipts.for_run(spark, root, BROKEN)
     return seen
 
@@ -174,13 +176,41 @@ def settled(spark, tmp_path_factory):
     write_admitted(spark, root, good_events(SETTLED))
     write_labels(spark, root, [label_row(1, "evt-0001", "fraud", DAY1 + timedelta(days=1))])
     seen = SimpleNamespace(local=local, config=config, root=root, ctx=ctx)
-    seen.first = rerun.rerun(spark, ctx, SETTLED, engine="native", product=None)
+    with pytest.MonkeyPatch.context() as patch:
+        seen.receipt_reads = counting_receipt_reads(patch)
+        seen.first = rerun.rerun(spark, ctx, SETTLED, engine="native", product=None)
     seen.rebuilt = build.build(spark, ctx, "account_features", SETTLED)     # rebuilt, never certified
     seen.served_while_uncertified = gate.certified_version(spark, local, "account_features")
     seen.versions_before = versions(spark, root)
     seen.second = rerun.rerun(spark, ctx, SETTLED, engine="native")
     seen.versions_after = versions(spark, root)
     return seen
+
+
+def counting_receipt_reads(patch) -> list[str]:
+    """Every read of ``meta.job_receipts`` from now on, by run id."""
+    reads, read = [], receipts.for_run
+
+    def counted(spark, tables_root, run_id):
+        reads.append(run_id)
+        return read(spark, tables_root, run_id)
+
+    patch.setattr(receipts, "for_run", counted)
+    return reads
+
+
+def test_a_rerun_reads_the_runs_receipts_once_and_keeps_them_current(settled):
+    # Three builds and three certifications, each of which needs the run's receipts, from one read.
+    assert settled.receipt_reads == [SETTLED]
+    assert [o["build_attempt"] for o in settled.first["outcomes"].values()] == [1, 1, 1]
+
+
+def test_receipts_in_hand_equal_the_receipts_read_back(spark, settled):
+    stored = receipts.for_run(spark, settled.root, SETTLED)
+    rebuilt = [r for r in stored if (r["product"], r["step"], r["attempt"]) == ("account_features", "build", 2)]
+
+    assert rebuilt == [receipts.as_read(settled.rebuilt)]
+    assert [r["attempt"] for r in stored if r["step"] == "certify" and r["product"] == "account_features"] == [1, 2]
 
 
 def test_a_fresh_run_is_built_and_certified_in_dependency_order(settled):
@@ -246,6 +276,22 @@ def test_cli_and_spark_submit_entrypoints(settled, capsys):
     assert (code, planned["plan"], planned["ok"]) == (0, [], True)
     assert certify_code == 0 and "certified PASS by native" in certified
     assert submit_code == 0 and "merchant_risk: PASS [untouched]" in described
+
+
+def test_native_is_the_default_engine_and_great_expectations_one_flag_away(spark, settled, capsys):
+    home = ["--home", str(settled.local.home), "--config", str(settled.config)]
+
+    default_code = cli_main([*home, "job", "certify", "transactions_view", "--run-id", SETTLED])
+    by_default = capsys.readouterr().out
+    ge_code = certify.main(["certify", "transactions_view", "--run-id", SETTLED, "--engine", GE, *home])
+    by_ge = capsys.readouterr().out
+    recorded = [(r["checker"], r["status"]) for r in receipts.for_run(spark, settled.root, SETTLED)
+                if r["product"] == "transactions_view" and r["step"] == "certify"]
+
+    assert certify.DEFAULT_ENGINE == "native" and set(certify.ENGINES) == {"native", GE}
+    assert default_code == 0 and "certified PASS by native" in by_default
+    assert ge_code == 0 and f"certified PASS by {GE}" in by_ge
+    assert recorded[-2:] == [("native", "PASS"), (GE, "PASS")]
 
 
 def test_cutoff_defaults_to_the_run_basis_time_else_the_injected_clock(spark, local):
