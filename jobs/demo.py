@@ -1,6 +1,6 @@
 """The end-to-end demo on embedded defaults: services, migrations, simulated traffic, governed ingest,
 chargeback labels in PostgreSQL and their export to Delta, then every data product built, certified by
-its Great Expectations suite and read back through the certification gate.
+its suite (the default certify engine) and read back through the certification gate.
 
     ledgerlane demo [--events 5000] [--seed 7]
     spark-submit jobs/demo.py --events 5000
