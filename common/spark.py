@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-from pyspark.sql import SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
 
 from common.config import Settings
 from common.jars import connector_jars
@@ -24,9 +27,9 @@ def base_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.enabled": str(settings.spark.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.streaming.stopActiveRunOnRestart": "true",
-        # The optimizer would split one from_json into a separate parse per accessed field; validation
-        # reads ~50 fields of the same payload, which made ingest validation 3x slower.
-        "spark.sql.optimizer.enableJsonExpressionOptimization": "false",
+        # The JVM never compiles a method over 8,000 bytes of bytecode; whole-stage code for ingest
+        # validation is larger, and ran interpreted. At this limit Spark generates split methods instead.
+        "spark.sql.codegen.hugeMethodLimit": "8000",
     }
 
 
@@ -64,3 +67,13 @@ def build_session(settings: Settings, app_name: str, extra_conf: dict[str, str] 
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.spark.log_level)
     return spark
+
+
+@contextmanager
+def cached(frame: DataFrame) -> Iterator[DataFrame]:
+    """``frame`` persisted for the block (memory, spilling to disk), released however the block ends."""
+    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        yield frame
+    finally:
+        frame.unpersist()

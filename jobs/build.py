@@ -18,7 +18,6 @@ import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, LongType, StringType, StructField, StructType, TimestampType
@@ -33,7 +32,7 @@ from common.events import spark_schema
 from common.products import NAMES, Product
 from common.products import product as find_product
 from common.run import assert_run_id
-from common.spark import build_session
+from common.spark import build_session, cached
 from jobs import receipts, status, transforms
 from jobs.batch_context import BatchContext
 
@@ -112,16 +111,13 @@ def write_product(spark: SparkSession, tables_root: str, product: Product, frame
     """Replace the run's slice; the commit is found again by its run id to report version, rows and files."""
     location = catalog.location(tables_root, product.table)
     # Cached: the emptiness check and the write would otherwise each compute the transform.
-    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
+    with cached(frame) as frame:
         if frame.isEmpty():
             raise LedgerlaneError(f"{product.name}: run {run_id} produced no rows (did the run admit any events?); "
                                   f"nothing was written to {location}")
         before = delta.latest_version(spark, location) if tables.exists(spark, location) else -1
         delta.append(frame, location, product.table, run_id, mode="overwrite",
                      replace_where=f"run_id = '{assert_run_id(run_id)}'")
-    finally:
-        frame.unpersist()
     commit = _commit_of(spark, location, run_id, after=before)
     metrics = commit["operationMetrics"] or {}
     return {"name": product.table, "location": location, "version": commit["version"],

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
@@ -29,10 +28,10 @@ from common.errors import LedgerlaneError, NotCaughtUp
 from common.events import ALL_FIELDS
 from common.faults import crash_if_requested
 from common.run import assert_run_id
-from common.spark import build_session
+from common.spark import build_session, cached
 from streaming import checkpoint as ckpt
 from streaming.dedup import ADMITTED, DUPLICATE, QUARANTINED, classify
-from streaming.validate import event_dates, parse_and_validate
+from streaming.validate import Validator, event_dates
 
 RECEIPT_SCHEMA = (
     "run_id string, app_id string, batch_id long, topic string, "
@@ -134,24 +133,22 @@ class IngestBatchWriter:
 
     def __init__(self, paths: IngestTables, run_id: str, app_id: str, topic: str):
         self.paths, self.run_id, self.app_id, self.topic = paths, run_id, app_id, topic
+        self.validate = Validator()
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        # One pass decides every record and is cached once; the date pass before it only reads the
-        # event_time text, so validation runs once per batch.
-        history = self._history(batch, batch_id)
-        classified = keep_payload_of_quarantined(classify(parse_and_validate(batch), history))
-        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            self._write(classified, batch_id)
-        finally:
-            classified.unpersist()
+        # The batch is read and parsed once: validated rows are cached, the history dates come from
+        # that cache, and the classified rows are cached in turn for the receipt and the writes.
+        with cached(self.validate(batch)) as validated:
+            history = self._history(validated, batch_id)
+            with cached(keep_payload_of_quarantined(classify(validated, history))) as classified:
+                self._write(classified, batch_id)
 
-    def _history(self, batch: DataFrame, batch_id: int) -> DataFrame:
+    def _history(self, validated: DataFrame, batch_id: int) -> DataFrame:
         """Admitted events on the batch's event dates (±1 day), minus this very batch if it is a replay."""
-        dates = [r.d for r in event_dates(batch).collect()]
+        dates = [r.d for r in event_dates(validated).collect()]
         window = sorted({d + timedelta(days=k) for d in dates for k in (-1, 0, 1)})
         admitted = tables.read_or_empty(
-            batch.sparkSession, self.paths.admitted,
+            validated.sparkSession, self.paths.admitted,
             "event_id string, payload_sha256 string, event_date date, app_id string, batch_id long")
         return admitted.where(F.col("event_date").isin(window)).where(
             ~((F.col("app_id") == self.app_id) & (F.col("batch_id") == batch_id))

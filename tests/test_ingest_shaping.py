@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timezone
 
 from chispa import assert_df_equality
 
 from streaming import ingest as lane
-from streaming.validate import event_dates
+from common.simulator.world import build_world, generate
+from streaming.validate import Validator, event_dates
 
 RAW = "topic string, partition int, offset long, timestamp timestamp, key binary, value binary"
 BROKER_TIME = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
@@ -35,20 +37,24 @@ def test_receipt_folds_outcome_counts_per_partition_and_reason():
     assert (receipt["run_id"], receipt["app_id"], receipt["batch_id"], receipt["topic"]) == ("r-1", "app-1", 7, "topic-a")
 
 
-def test_history_dates_cover_every_acceptable_event_time_and_skip_the_rest(spark):
-    payloads = [
-        b'{"event_time": "2026-11-01T10:00:00Z"}',
-        b'{"event_time": "2026-10-31T23:30:00-02:00"}',   # 2026-11-01 in UTC, the date the table uses
-        b'{"event_time": "2026-11-01T10:00:00Z"} trailing',  # invalid JSON, but its date is harmless extra
-        b'{"event_time": "1970-01-01T00:00:00Z"}',         # outside the broker window: never admitted
-        b'{"event_time": "not a time"}',
-        b'not json at all',
-    ]
-    raw = spark.createDataFrame([("t", 0, i, BROKER_TIME, b"k", p) for i, p in enumerate(payloads)], RAW)
+def test_history_dates_are_the_utc_dates_of_the_valid_events_only(spark):
+    base = generate(build_world(3, start=BROKER_TIME, accounts=5, days=1), 1).events[0]
 
-    dates = {row.d for row in event_dates(raw).collect()}
+    def record(offset: int, event_time: str, key: bytes | None = None, **change) -> tuple:
+        payload = json.loads(base.model_copy(update=change).to_json()) | {"event_time": event_time}
+        return ("t", 0, offset, BROKER_TIME, key or base.account_id.encode(), json.dumps(payload).encode())
 
-    assert dates == {date(2026, 11, 1)}
+    raw = spark.createDataFrame([
+        record(0, "2026-10-31T10:00:00Z"),
+        record(1, "2026-10-31T23:30:00-02:00", event_id="evt-3-late"),   # 2026-11-01 in UTC, as the table has it
+        record(2, "2026-10-30T10:00:00Z", key=b"acc-someone-else"),      # key mismatch: not admitted
+        record(3, "1970-01-01T00:00:00Z", event_id="evt-3-ancient"),     # outside the broker window
+        ("t", 0, 4, BROKER_TIME, b"k", b"not json at all"),
+    ], RAW)
+
+    dates = {row.d for row in event_dates(Validator()(raw)).collect()}
+
+    assert dates == {date(2026, 10, 31), date(2026, 11, 1)}
 
 
 def test_only_quarantined_rows_keep_their_raw_payload(spark):
