@@ -160,9 +160,12 @@ class IngestBatchWriter:
         counts = [row.asDict() for row in outcome_counts(classified).collect()]
         rows = with_lineage(classified, self.run_id, self.app_id, batch_id)
         delta.append(quarantine_rows(rows), self.paths.quarantine, "bronze.quarantine", self.run_id, txn=txn)
+        delta.append(duplicate_rows(rows), self.paths.duplicates, "bronze.duplicate_events", self.run_id, txn=txn)
+        # Admitted rows are the last rows written: a Delta write makes Spark drop every cached plan
+        # that reads the table, and the classified rows read the admitted history. A write after
+        # this one would validate and classify the whole batch again.
         delta.append(admitted_rows(rows), self.paths.admitted, "bronze.admitted_events", self.run_id, txn=txn)
         crash_if_requested("ingest.after_admitted", batch_id)
-        delta.append(duplicate_rows(rows), self.paths.duplicates, "bronze.duplicate_events", self.run_id, txn=txn)
         receipt = build_receipt(counts, self.run_id, self.app_id, batch_id, self.topic)
         frame = classified.sparkSession.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn(
             "written_at", F.current_timestamp())

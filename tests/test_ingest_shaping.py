@@ -37,13 +37,16 @@ def test_receipt_folds_outcome_counts_per_partition_and_reason():
     assert (receipt["run_id"], receipt["app_id"], receipt["batch_id"], receipt["topic"]) == ("r-1", "app-1", 7, "topic-a")
 
 
+BASE = generate(build_world(3, start=BROKER_TIME, accounts=5, days=1), 1).events[0]
+
+
+def record(offset: int, event_time: str, key: bytes | None = None, **change) -> tuple:
+    """A raw Kafka row carrying BASE with ``change`` applied and the given event_time text."""
+    payload = json.loads(BASE.model_copy(update=change).to_json()) | {"event_time": event_time}
+    return ("t", 0, offset, BROKER_TIME, key or BASE.account_id.encode(), json.dumps(payload).encode())
+
+
 def test_history_dates_are_the_utc_dates_of_the_valid_events_only(spark):
-    base = generate(build_world(3, start=BROKER_TIME, accounts=5, days=1), 1).events[0]
-
-    def record(offset: int, event_time: str, key: bytes | None = None, **change) -> tuple:
-        payload = json.loads(base.model_copy(update=change).to_json()) | {"event_time": event_time}
-        return ("t", 0, offset, BROKER_TIME, key or base.account_id.encode(), json.dumps(payload).encode())
-
     raw = spark.createDataFrame([
         record(0, "2026-10-31T10:00:00Z"),
         record(1, "2026-10-31T23:30:00-02:00", event_id="evt-3-late"),   # 2026-11-01 in UTC, as the table has it
@@ -68,3 +71,15 @@ def test_only_quarantined_rows_keep_their_raw_payload(spark):
         ("evt-1", "admitted", None, None), ("evt-2", "duplicate", None, None), ("evt-3", "quarantined", b"c", "c"),
     ], "event_id string, outcome string, value binary, payload string")
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_batch_writes_quarantine_duplicates_admitted_then_its_receipt_all_idempotent(spark, monkeypatch, tmp_path):
+    """Admitted rows must be the last rows written: writing that table drops the cached classification."""
+    written = []
+    monkeypatch.setattr(lane.delta, "append", lambda frame, path, table, run_id, txn=None, **_: written.append((table, txn)))
+    raw = spark.createDataFrame([record(0, "2026-11-01T10:00:00Z"), ("t", 0, 1, BROKER_TIME, b"k", b"not json")], RAW)
+
+    lane.IngestBatchWriter(lane.IngestTables.from_root(str(tmp_path)), "r-1", "app-1", "t")(raw, 7)
+
+    tables = ["bronze.quarantine", "bronze.duplicate_events", "bronze.admitted_events", "meta.ingest_receipts"]
+    assert written == [(table, ("app-1", 7)) for table in tables]
