@@ -158,13 +158,18 @@ class IngestBatchWriter:
         txn = (self.app_id, batch_id)
         # The receipt's counts come first: that one small aggregate fills the cache the writes read.
         counts = [row.asDict() for row in outcome_counts(classified).collect()]
+        outcomes = {row["outcome"] for row in counts}
         rows = with_lineage(classified, self.run_id, self.app_id, batch_id)
-        delta.append(quarantine_rows(rows), self.paths.quarantine, "bronze.quarantine", self.run_id, txn=txn)
-        delta.append(duplicate_rows(rows), self.paths.duplicates, "bronze.duplicate_events", self.run_id, txn=txn)
-        # Admitted rows are the last rows written: a Delta write makes Spark drop every cached plan
-        # that reads the table, and the classified rows read the admitted history. A write after
-        # this one would validate and classify the whole batch again.
-        delta.append(admitted_rows(rows), self.paths.admitted, "bronze.admitted_events", self.run_id, txn=txn)
+        # A table gets a commit only when the batch has rows for it (a replay decides the same, so it
+        # skips the same). Admitted rows are the last rows written: a Delta write makes Spark drop every
+        # cached plan that reads the table, and the classified rows read the admitted history. A write
+        # after that one would validate and classify the whole batch again.
+        if QUARANTINED in outcomes:
+            delta.append(quarantine_rows(rows), self.paths.quarantine, "bronze.quarantine", self.run_id, txn=txn)
+        if DUPLICATE in outcomes:
+            delta.append(duplicate_rows(rows), self.paths.duplicates, "bronze.duplicate_events", self.run_id, txn=txn)
+        if ADMITTED in outcomes:
+            delta.append(admitted_rows(rows), self.paths.admitted, "bronze.admitted_events", self.run_id, txn=txn)
         crash_if_requested("ingest.after_admitted", batch_id)
         receipt = build_receipt(counts, self.run_id, self.app_id, batch_id, self.topic)
         frame = classified.sparkSession.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn(

@@ -73,13 +73,25 @@ def test_only_quarantined_rows_keep_their_raw_payload(spark):
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_a_batch_writes_quarantine_duplicates_admitted_then_its_receipt_all_idempotent(spark, monkeypatch, tmp_path):
-    """Admitted rows must be the last rows written: writing that table drops the cached classification."""
+def batch_writes(spark, monkeypatch, tmp_path, rows: list[tuple]) -> list[tuple]:
+    """The (table, txn) of every Delta write one batch of ``rows`` makes, in order (nothing is written)."""
     written = []
     monkeypatch.setattr(lane.delta, "append", lambda frame, path, table, run_id, txn=None, **_: written.append((table, txn)))
-    raw = spark.createDataFrame([record(0, "2026-11-01T10:00:00Z"), ("t", 0, 1, BROKER_TIME, b"k", b"not json")], RAW)
+    lane.IngestBatchWriter(lane.IngestTables.from_root(str(tmp_path)), "r-1", "app-1", "t")(spark.createDataFrame(rows, RAW), 7)
+    return written
 
-    lane.IngestBatchWriter(lane.IngestTables.from_root(str(tmp_path)), "r-1", "app-1", "t")(raw, 7)
+
+def test_a_batch_writes_quarantine_duplicates_admitted_then_its_receipt_all_idempotent(spark, monkeypatch, tmp_path):
+    """Admitted rows must be the last rows written: writing that table drops the cached classification."""
+    valid = record(0, "2026-11-01T10:00:00Z")
+    retry = ("t", 0, 1, *valid[3:])
+    written = batch_writes(spark, monkeypatch, tmp_path, [valid, retry, ("t", 0, 2, BROKER_TIME, b"k", b"not json")])
 
     tables = ["bronze.quarantine", "bronze.duplicate_events", "bronze.admitted_events", "meta.ingest_receipts"]
     assert written == [(table, ("app-1", 7)) for table in tables]
+
+
+def test_a_batch_without_rows_for_a_table_makes_no_commit_there_but_always_a_receipt(spark, monkeypatch, tmp_path):
+    written = batch_writes(spark, monkeypatch, tmp_path, [("t", 0, 0, BROKER_TIME, b"k", b"not json")])
+
+    assert written == [("bronze.quarantine", ("app-1", 7)), ("meta.ingest_receipts", ("app-1", 7))]
