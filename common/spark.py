@@ -42,6 +42,9 @@ def local_conf(settings: Settings) -> dict[str, str]:
         # Delta replays a table's log to learn its txn versions on every idempotent write; its default
         # of 50 partitions for that replay is pure overhead on local tables (one partition: ~20% faster).
         "spark.databricks.delta.snapshotPartitions": "1",
+        # Ingest caches each batch twice (validated, then classified rows). Building compressed column
+        # batches cost more than memory is worth on one machine: uncompressed, a 100k batch runs ~8% faster.
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.master": settings.spark.master,
         "spark.driver.memory": settings.spark.driver_memory,
         "spark.jars": ",".join(str(jar) for jar in jars),
