@@ -55,6 +55,7 @@ def parse_records(raw: DataFrame) -> DataFrame:
         F.col("value"),
         text.alias("payload"),
         F.sha2(F.coalesce(F.col("value"), F.lit(b"")), 256).alias("payload_sha256"),
+        # Strict JSON, null when the text is not: no single quotes, NaN, leading zeros or duplicate keys.
         F.try_parse_json(text).alias("_json"),
     ).withColumn("_signature", F.schema_of_variant("_json"))
 
