@@ -1,4 +1,5 @@
-"""Pure pieces of the ingest batch on inline rows: the receipt fold, the history dates, the cached payload."""
+"""The ingest batch on inline rows: the receipt fold, the history dates, the cached payload, and which
+tables a batch writes, in what order, with what txn (Delta writes recorded, not made)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from datetime import date, datetime, timezone
 
 from chispa import assert_df_equality
 
-from streaming import ingest as lane
 from common.simulator.world import build_world, generate
+from streaming import ingest as lane
 from streaming.validate import Validator, event_dates
 
 RAW = "topic string, partition int, offset long, timestamp timestamp, key binary, value binary"
