@@ -96,3 +96,16 @@ def test_a_batch_without_rows_for_a_table_makes_no_commit_there_but_always_a_rec
     written = batch_writes(spark, monkeypatch, tmp_path, [("t", 0, 0, BROKER_TIME, b"k", b"not json")])
 
     assert written == [("bronze.quarantine", ("app-1", 7)), ("meta.ingest_receipts", ("app-1", 7))]
+
+
+def test_a_replayed_batch_that_skipped_a_table_writes_nothing_twice(spark, tmp_path):
+    """Real Delta writes: the replay decides the same, so it skips the same table and the txn ids hold."""
+    paths = lane.IngestTables.from_root(str(tmp_path))
+    raw = spark.createDataFrame([record(0, "2026-11-01T10:00:00Z"), ("t", 0, 1, BROKER_TIME, b"k", b"not json")], RAW)
+    rows = lambda path: spark.read.format("delta").load(path).count()  # noqa: E731
+
+    for _ in range(2):   # the first attempt, then a replay of the same batch id
+        lane.IngestBatchWriter(paths, "r-1", "app-1", "t")(raw, 0)
+
+    assert (rows(paths.admitted), rows(paths.quarantine), rows(paths.receipts)) == (1, 1, 1)
+    assert not lane.tables.exists(spark, paths.duplicates)
