@@ -3,7 +3,7 @@ adding a group is one import and one ``add_command`` line here.
 
 Exit codes: 0 success, 1 generic failure, 2 usage or configuration error, 3 missing machine
 prerequisite, 4 service error, 5 identity error, 6 idempotency conflict, 7 uncertified product,
-8 closure failed, 9 not caught up. ``LedgerlaneError.exit_code`` is the single source of these.
+8 closure failed, 9 not caught up, 10 state drift, 11 lock held. ``LedgerlaneError.exit_code`` is the single source of these.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from common.commands import catalog, demo, services, simulate, stream
 from common.commands import cases, db, job, labels
 from common.commands import rerun
 from common.commands.context import AppContext
-from common.errors import LedgerlaneError
+from common.edge import guarded, is_verbose, set_verbose
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,11 +26,13 @@ from common.errors import LedgerlaneError
               help="Configuration environment: conf/<env>.toml (default: local).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Explicit configuration file instead of conf/<env>.toml.")
+@click.option("--verbose", is_flag=True, help="Show Spark's log and full stack traces.")
 @click.version_option(package_name="ledgerlane")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, env_name: str | None, config_file: str | None) -> None:
+def cli(ctx: click.Context, home: str | None, env_name: str | None, config_file: str | None, verbose: bool) -> None:
     """ledgerlane: governed fraud decisioning on Spark and Delta Lake."""
-    ctx.obj = AppContext(home=home, env_name=env_name, config_file=config_file)
+    set_verbose(verbose)
+    ctx.obj = AppContext(home=home, env_name=env_name, config_file=config_file, verbose=verbose or is_verbose())
 
 
 cli.add_command(services.group)
@@ -46,13 +48,15 @@ cli.add_command(rerun.command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: turns ledgerlane errors into their exit codes and a one-line message."""
+    """Console entry point: errors become their exit codes and one paragraph (``common.edge``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return guarded(lambda: _run_click(args), verbose="--verbose" in args or is_verbose())
+
+
+def _run_click(args: list[str]) -> int:
     try:
         # With standalone_mode=False click returns (not raises) the code of a `click.exceptions.Exit`.
-        code = cli.main(args=argv, prog_name="ledgerlane", standalone_mode=False)
-    except LedgerlaneError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return exc.exit_code
+        code = cli.main(args=args, prog_name="ledgerlane", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130

@@ -66,7 +66,7 @@ class PostgresConfig(_Section):
 class EmrConfig(_Section):
     application_id: str = ""
     execution_role_arn: str = ""
-    release_label: str = "emr-spark-8.0.0"
+    release_label: str = "emr-spark-8.1.0"
     artifacts_uri: str = ""
     logs_uri: str = ""
     region: str = "us-east-1"

@@ -59,3 +59,16 @@ class NotCaughtUp(LedgerlaneError):
     """A stream did not reach the run's basis end offsets."""
 
     exit_code = 9
+
+
+class StateDrift(LedgerlaneError):
+    """State the platform cannot vouch for: a replaced checkpoint, a recreated or truncated topic,
+    a rewritten history. Nothing is written; the message says what changed and what to do."""
+
+    exit_code = 10
+
+
+class LockHeld(LedgerlaneError):
+    """Another process holds the lock (a checkpoint's runner, a run's closer); the message names it."""
+
+    exit_code = 11

@@ -44,6 +44,27 @@ def list_names(spark: SparkSession, path: str) -> list[str]:
     return sorted(status.getPath().getName() for status in fs.listStatus(hpath))
 
 
+def list_raw_names(spark: SparkSession, path: str) -> list[str]:
+    """Like ``list_names``, but on local disk also the ``.crc`` checksum files Hadoop normally hides."""
+    fs, hpath = _fs_and_path(spark, path)
+    raw = _without_checksums(spark, fs)
+    if not raw.exists(hpath):
+        return []
+    return sorted(status.getPath().getName() for status in raw.listStatus(hpath))
+
+
+def delete_raw(spark: SparkSession, path: str) -> bool:
+    """Delete one file as it is on disk (a checksum file included), not through the checksum layer."""
+    fs, hpath = _fs_and_path(spark, path)
+    return bool(_without_checksums(spark, fs).delete(hpath, False))
+
+
+def _without_checksums(spark: SparkSession, fs):
+    """The file system under Hadoop's checksum layer (local disk); object stores have no such layer."""
+    checksummed = spark.sparkContext._jvm.org.apache.hadoop.fs.ChecksumFileSystem._java_lang_class
+    return fs.getRawFileSystem() if checksummed.isInstance(fs) else fs
+
+
 def delete(spark: SparkSession, path: str, *, recursive: bool = False) -> bool:
     fs, hpath = _fs_and_path(spark, path)
     return bool(fs.delete(hpath, recursive))

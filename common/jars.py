@@ -1,8 +1,10 @@
 """Connector jars for local Spark (Delta, Spark-Kafka, PostgreSQL JDBC), resolved once from Maven Central
 into ``<cache>/spark-connectors-<digest>/`` so every later start works offline.
 
-Maven rather than ``spark.jars.packages``: Ivy gives up on the whole resolution when one transitive pom
-is missing from the mirror, and we need to pin one such artifact (see ``PINNED``).
+Maven rather than ``spark.jars.packages``: the Spark-Kafka connector's pom names the
+``spark-token-provider-kafka-0-10`` *test-jar* (scope ``test``), which the registry this project reaches
+does not serve for 4.1.1 (nor did it for 4.0.x). Ivy asks for it and gives up on the whole resolution;
+Maven resolving the ``runtime`` scope never asks for test artifacts, so the connector resolves as is.
 """
 
 from __future__ import annotations
@@ -16,18 +18,19 @@ from xml.sax.saxutils import escape
 from common.errors import EnvironmentProblem
 
 SCALA_BINARY = "2.13"
-DELTA_VERSION = "4.0.0"
+DELTA_VERSION = "4.2.0"
 POSTGRES_JDBC_VERSION = "42.7.8"
-# spark-token-provider-kafka 4.0.1/4.0.2 are not downloadable from the registry this project can reach;
-# 4.0.0 is binary compatible within the 4.0 patch line and only matters for delegation tokens.
-PINNED = {f"org.apache.spark:spark-token-provider-kafka-0-10_{SCALA_BINARY}": "4.0.0"}
 MARKER = "resolved.ok"
 
 
 def coordinates(spark_version: str) -> list[str]:
-    """group:artifact:version of the direct dependencies; the Kafka connector must match Spark exactly."""
+    """group:artifact:version of the direct dependencies; the Kafka connector must match Spark exactly.
+
+    Delta 4.2 publishes one artifact per Spark line: ``delta-spark_<spark major.minor>_<scala>``.
+    """
+    spark_line = ".".join(spark_version.split(".")[:2])
     return [
-        f"io.delta:delta-spark_{SCALA_BINARY}:{DELTA_VERSION}",
+        f"io.delta:delta-spark_{spark_line}_{SCALA_BINARY}:{DELTA_VERSION}",
         f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:{spark_version}",
         f"org.postgresql:postgresql:{POSTGRES_JDBC_VERSION}",
     ]
@@ -39,13 +42,11 @@ def render_pom(coords: list[str]) -> str:
         return (f"<dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
                 f"<version>{version}</version></dependency>")
 
-    managed = "".join(dep(f"{ga}:{v}") for ga, v in PINNED.items())
     direct = "".join(dep(c) for c in coords)
     return (
         '<project><modelVersion>4.0.0</modelVersion>'
         "<groupId>dev.ledgerlane</groupId><artifactId>spark-connectors</artifactId><version>1</version>"
-        f"<packaging>pom</packaging><dependencyManagement><dependencies>{managed}</dependencies>"
-        f"</dependencyManagement><dependencies>{direct}</dependencies></project>"
+        f"<packaging>pom</packaging><dependencies>{direct}</dependencies></project>"
     )
 
 

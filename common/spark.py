@@ -1,5 +1,5 @@
 """The one SparkSession builder. Local mode resolves connector jars into a cache ledgerlane owns;
-the EMR profile uses what the emr-spark-8.0.0 runtime ships.
+the EMR profile uses what the emr-spark-8.1.0 runtime ships.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from common.config import Settings
+from common.edge import is_verbose
 from common.jars import connector_jars
 from common.services.base import assert_java
 
@@ -49,10 +50,18 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.memory": settings.spark.driver_memory,
         "spark.jars": ",".join(str(jar) for jar in jars),
         "spark.sql.warehouse.dir": str(warehouse),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={warehouse}",
+        "spark.driver.extraJavaOptions": " ".join([f"-Dderby.system.home={warehouse}", *quiet_log_options()]),
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.driver.host": "127.0.0.1",
     }
+
+
+QUIET_LOG_CONFIG = Path(__file__).with_name("log4j2-quiet.properties")
+
+
+def quiet_log_options() -> list[str]:
+    """JVM options for a quiet console unless the user asked for ``--verbose`` (``common.edge``)."""
+    return [] if is_verbose() else [f"-Dlog4j2.configurationFile={QUIET_LOG_CONFIG}"]
 
 
 def build_session(settings: Settings, app_name: str, extra_conf: dict[str, str] | None = None) -> SparkSession:

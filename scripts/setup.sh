@@ -31,7 +31,7 @@ fi
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-  say "Python 3.11 is required (EMR Serverless emr-spark-8.0.0 runs 3.11); found $("$PY" --version 2>&1)"
+  say "Python 3.11 is required (EMR Serverless emr-spark-8.1.0 runs 3.11); found $("$PY" --version 2>&1)"
   exit 3
 fi
 

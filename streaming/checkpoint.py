@@ -9,28 +9,101 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common import delta, fs, tables
-from common.errors import IdempotencyConflict
+from common.errors import IdempotencyConflict, StateDrift
 
 IDENTITY_FILE = "ledgerlane.json"
-APPS_SCHEMA = "app_id string, checkpoint string, created_at timestamp, run_id string"
+BATCH_CLAIM_FILE = "ledgerlane-batch.json"   # the run that planned the batch now being written
+APPS_TABLE = "meta.stream_apps"
+APPS_SCHEMA = "app_id string, checkpoint string, created_at timestamp, run_id string, stream string, binding string"
 
 
 @dataclass(frozen=True)
 class CheckpointIdentity:
     app_id: str
     checkpoint: str
+    stream: str = "ingest"
+    binding: dict = field(default_factory=dict)   # what the offsets refer to, e.g. topic, epoch, topic id
+
+    @classmethod
+    def from_json(cls, text: str) -> "CheckpointIdentity":
+        return cls(**json.loads(text))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
 
 
 def batch_ids(spark: SparkSession, checkpoint: str, log: str) -> list[int]:
     """Batch numbers present in ``offsets/`` or ``commits/`` (hidden and temp files ignored)."""
     return sorted(int(name) for name in fs.list_names(spark, f"{checkpoint}/{log}") if name.isdigit())
+
+
+def pending_batch(spark: SparkSession, checkpoint: str) -> int | None:
+    """The batch planned in ``offsets/`` but not committed (a restart replays it), if any."""
+    planned, committed = batch_ids(spark, checkpoint, "offsets"), batch_ids(spark, checkpoint, "commits")
+    if planned and (not committed or planned[-1] > committed[-1]):
+        return planned[-1]
+    return None
+
+
+def remove_orphan_checksums(spark: SparkSession, checkpoint: str) -> list[str]:
+    """Delete ``.N.crc`` files whose ``N`` is gone (e.g. a commit file deleted by hand).
+
+    Spark refuses to write ``commits/N`` over a leftover checksum and reports it as "multiple streaming
+    queries"; the checksum of a file that no longer exists vouches for nothing, so removing it is safe.
+    """
+    removed = []
+    for log in ("offsets", "commits"):
+        names = set(fs.list_raw_names(spark, f"{checkpoint}/{log}"))
+        for name in sorted(names):
+            if name.startswith(".") and name.endswith(".crc") and name[1:-4] not in names:
+                fs.delete_raw(spark, f"{checkpoint}/{log}/{name}")
+                removed.append(f"{log}/{name}")
+    return removed
+
+
+def claim_batch(spark: SparkSession, checkpoint: str, batch_id: int, run_id: str) -> None:
+    """Record that ``run_id`` is writing ``batch_id``; a replay under another run id is refused.
+
+    Called by the batch function before its first write, so every row, receipt and commit of one batch
+    names one run, however often the batch is replayed.
+    """
+    planned_by = batch_claim(spark, checkpoint, batch_id)
+    if planned_by is not None and planned_by != run_id:
+        raise IdempotencyConflict(replayed_under_other_run(checkpoint, batch_id, planned_by, run_id))
+    if planned_by is None:
+        fs.write_text(spark, f"{checkpoint}/{BATCH_CLAIM_FILE}",
+                      json.dumps({"batch_id": batch_id, "run_id": run_id}), overwrite=True)
+
+
+def batch_claim(spark: SparkSession, checkpoint: str, batch_id: int) -> str | None:
+    """The run that started writing ``batch_id``, if it was the last batch claimed here."""
+    path = f"{checkpoint}/{BATCH_CLAIM_FILE}"
+    if not fs.exists(spark, path):
+        return None
+    claim = json.loads(fs.read_text(spark, path))
+    return claim["run_id"] if claim.get("batch_id") == batch_id else None
+
+
+def replayed_under_other_run(checkpoint: str, batch_id: int, planned_by: str, run_id: str) -> str:
+    return (f"batch {batch_id} of checkpoint {checkpoint} was started by run {planned_by} and not committed; "
+            f"replaying it under run {run_id} would split one batch across two runs. "
+            f"Resume with --run-id {planned_by} first, then start run {run_id}")
+
+
+def assert_pending_batch_is_ours(spark: SparkSession, checkpoint: str, run_id: str) -> None:
+    """Before starting: a half-written batch of another run is resumed by that run only."""
+    pending = pending_batch(spark, checkpoint)
+    planned_by = batch_claim(spark, checkpoint, pending) if pending is not None else None
+    if planned_by is not None and planned_by != run_id:
+        raise IdempotencyConflict(replayed_under_other_run(checkpoint, pending, planned_by, run_id))
 
 
 def committed_offsets(spark: SparkSession, checkpoint: str, topic: str) -> tuple[int | None, dict[int, int]]:
@@ -44,8 +117,15 @@ def committed_offsets(spark: SparkSession, checkpoint: str, topic: str) -> tuple
     return commits[-1], {int(p): int(o) for p, o in source.get(topic, {}).items()}
 
 
-def ensure_identity(spark: SparkSession, checkpoint: str, apps_path: str, receipts_path: str, run_id: str) -> CheckpointIdentity:
-    """Read or create this checkpoint's identity; refuse every state in which Delta could skip writes."""
+def ensure_identity(spark: SparkSession, checkpoint: str, *, apps_path: str, receipts_path: str, run_id: str,
+                    stream: str, binding: dict, prior_work: Callable[[], str | None]) -> CheckpointIdentity:
+    """Read or create this checkpoint's identity; refuse every state in which Delta could skip writes
+    or the stream would read its source a second time.
+
+    ``binding`` is what the checkpoint's offsets refer to (for ingest: topic, epoch, topic id); an
+    identity bound to something else is refused. ``prior_work`` describes receipts already written for
+    that binding (None when there are none): a new checkpoint over prior work was replaced or moved.
+    """
     identity_path = f"{checkpoint}/{IDENTITY_FILE}"
     offsets = batch_ids(spark, checkpoint, "offsets")
     if not fs.exists(spark, identity_path):
@@ -53,19 +133,45 @@ def ensure_identity(spark: SparkSession, checkpoint: str, apps_path: str, receip
             raise IdempotencyConflict(
                 f"checkpoint {checkpoint} has progress (batches up to {offsets[-1]}) but no {IDENTITY_FILE}: "
                 "it was not created by ledgerlane, so its Delta app id is unknown; use a new checkpoint location")
-        return _create_identity(spark, checkpoint, apps_path, run_id)
-    identity = CheckpointIdentity(**json.loads(fs.read_text(spark, identity_path)))
+        _assert_not_replaced(spark, checkpoint, apps_path, prior_work)
+        return _create_identity(spark, checkpoint, apps_path, run_id, stream, binding)
+    identity = CheckpointIdentity.from_json(fs.read_text(spark, identity_path))
     _assert_registered_here(spark, identity, checkpoint, apps_path)
+    _assert_bound_to(identity, binding)
     _assert_checkpoint_not_behind(spark, identity, receipts_path, offsets)
     return identity
 
 
-def _create_identity(spark: SparkSession, checkpoint: str, apps_path: str, run_id: str) -> CheckpointIdentity:
-    identity = CheckpointIdentity(app_id=f"ingest-{uuid.uuid4().hex}", checkpoint=checkpoint)
-    row = [(identity.app_id, checkpoint, datetime.now(timezone.utc), run_id)]
+def _assert_not_replaced(spark: SparkSession, checkpoint: str, apps_path: str,
+                         prior_work: Callable[[], str | None]) -> None:
+    """A checkpoint without identity is new; refuse it when this place, or its source, already has history."""
+    earlier = (tables.read_or_empty(spark, apps_path, APPS_SCHEMA).where(F.col("checkpoint") == checkpoint)
+               .orderBy("created_at").collect())
+    if earlier:
+        first = earlier[0]
+        raise StateDrift(
+            f"checkpoint {checkpoint} was deleted or replaced: app id {first.app_id} was created there by run "
+            f"{first.run_id} at {first.created_at:%Y-%m-%d %H:%M:%S} UTC, and its progress is gone. Starting "
+            "again would read the source a second time and count every record twice. Nothing was written. "
+            "Restore the checkpoint from a backup, or start over explicitly (docs/ingest.md, 'Starting over')")
+    work = prior_work()
+    if work:
+        raise StateDrift(
+            f"checkpoint {checkpoint} is new, but {work}: the checkpoint was moved (e.g. by a changed "
+            "checkpoints_root) or replaced. Starting here would read the source a second time. Nothing was "
+            "written. Point the configuration back at the original checkpoint, or start over explicitly "
+            "(docs/ingest.md, 'Starting over')")
+
+
+def _create_identity(spark: SparkSession, checkpoint: str, apps_path: str, run_id: str, stream: str,
+                     binding: dict) -> CheckpointIdentity:
+    identity = CheckpointIdentity(app_id=f"{stream}-{uuid.uuid4().hex}", checkpoint=checkpoint, stream=stream,
+                                  binding=binding)
+    row = [(identity.app_id, checkpoint, datetime.now(timezone.utc), run_id, stream,
+            json.dumps(binding, sort_keys=True))]
     # Registry first, then the file: a file therefore always has a registry row behind it.
-    delta.append(spark.createDataFrame(row, APPS_SCHEMA), apps_path, "meta.ingest_apps", run_id)
-    fs.write_text(spark, f"{checkpoint}/{IDENTITY_FILE}", json.dumps(identity.__dict__))
+    delta.append(spark.createDataFrame(row, APPS_SCHEMA), apps_path, APPS_TABLE, run_id)
+    fs.write_text(spark, f"{checkpoint}/{IDENTITY_FILE}", identity.to_json())
     return identity
 
 
@@ -78,6 +184,15 @@ def _assert_registered_here(spark: SparkSession, identity: CheckpointIdentity, c
             f"app id {identity.app_id} in {checkpoint}/{IDENTITY_FILE} is registered for "
             f"{homes or 'no checkpoint'}: a copied or forged checkpoint identity would make Delta skip writes; "
             "use a new checkpoint location")
+
+
+def _assert_bound_to(identity: CheckpointIdentity, binding: dict) -> None:
+    differing = sorted(k for k in binding if k in identity.binding and identity.binding[k] != binding[k])
+    if differing:
+        shown = ", ".join(f"{k} {identity.binding[k]} -> {binding[k]}" for k in differing)
+        raise StateDrift(
+            f"checkpoint {identity.checkpoint} belongs to another source ({shown}): its offsets do not apply "
+            "to what it would read now. Nothing was written. Start over explicitly (docs/ingest.md, 'Starting over')")
 
 
 def _assert_checkpoint_not_behind(spark: SparkSession, identity: CheckpointIdentity, receipts_path: str, offsets: list[int]) -> None:

@@ -23,18 +23,19 @@ from common import basis as run_basis
 from common import catalog, delta, kafka_admin, tables
 from common.config import Settings
 from common.endpoints import kafka_bootstrap
-from common.entrypoint import job_parser, run_job
-from common.errors import LedgerlaneError, NotCaughtUp
+from common.jobspec import RUN_ID, Job, JobContext, Option, int_between
+from common.errors import LedgerlaneError, NotCaughtUp, StateDrift
 from common.events import ALL_FIELDS
 from common.faults import crash_if_requested
 from common.run import assert_run_id
-from common.spark import build_session, cached
+from common.spark import cached
 from streaming import checkpoint as ckpt
+from streaming import epochs, query
 from streaming.dedup import ADMITTED, DUPLICATE, QUARANTINED, classify
 from streaming.validate import Validator, event_dates
 
 RECEIPT_SCHEMA = (
-    "run_id string, app_id string, batch_id long, topic string, "
+    "run_id string, app_id string, batch_id long, topic string, epoch int, topic_id string, "
     "partitions array<struct<partition:int,start_offset:long,end_offset:long,received:long,admitted:long,"
     "duplicates:long,quarantined:long>>, received long, admitted long, duplicates long, quarantined long, "
     "quarantined_by_reason map<string,long>, written_at timestamp"
@@ -53,16 +54,23 @@ class IngestTables:
     apps: str
     basis: str
     caught_up: str
+    epochs: str
 
     @classmethod
     def from_root(cls, root: str) -> "IngestTables":
         loc = lambda name: catalog.location(root, name)  # noqa: E731
         return cls(loc("bronze.admitted_events"), loc("bronze.duplicate_events"), loc("bronze.quarantine"),
-                   loc("meta.ingest_receipts"), loc("meta.ingest_apps"), loc("meta.run_basis"), loc("meta.caught_up"))
+                   loc("meta.ingest_receipts"), loc(ckpt.APPS_TABLE), loc("meta.run_basis"), loc("meta.caught_up"),
+                   loc(epochs.TABLE))
 
 
-def checkpoint_location(settings: Settings) -> str:
+def topic_folder(settings: Settings) -> str:
     return f"{settings.checkpoints_root.rstrip('/')}/ingest/{settings.kafka.topic}"
+
+
+def checkpoint_location(settings: Settings, epoch: int = 1) -> str:
+    """Each topic epoch is read through its own checkpoint: offsets of one epoch mean nothing in another."""
+    return f"{topic_folder(settings)}/epoch-{epoch}"
 
 
 # ---- pure shaping of the classified batch ---------------------------------------------------------
@@ -84,8 +92,11 @@ def duplicate_rows(classified: DataFrame) -> DataFrame:
 
 
 def quarantine_rows(classified: DataFrame) -> DataFrame:
+    """The raw bytes stay in ``value`` (binary); ``payload`` is a safe text rendering of them: valid
+    UTF-8 as is, any invalid byte sequence replaced by U+FFFD, so every string reader can decode it."""
     return classified.where(F.col("outcome") == QUARANTINED).select(
-        *SOURCE, "key", "value", "payload", "payload_sha256", "event_id", "account_id", "reason", "reasons",
+        *SOURCE, F.make_valid_utf8("key").alias("key"), "value", F.make_valid_utf8("payload").alias("payload"),
+        "payload_sha256", "event_id", "account_id", "reason", "reasons",
         *LINEAGE, F.current_timestamp().alias("quarantined_at"))
 
 
@@ -95,7 +106,7 @@ def outcome_counts(classified: DataFrame) -> DataFrame:
         F.count(F.lit(1)).alias("n"), F.min("offset").alias("first"), F.max("offset").alias("last"))
 
 
-def build_receipt(counts: list[dict], run_id: str, app_id: str, batch_id: int, topic: str) -> dict:
+def build_receipt(counts: list[dict], run_id: str, app_id: str, batch_id: int, source: dict) -> dict:
     """Fold ``outcome_counts`` rows into the receipt: per partition the offset range [start, end) and
     how every offset in it was decided, plus the quarantine counts by reason."""
     parts: dict[int, dict] = {}
@@ -113,7 +124,8 @@ def build_receipt(counts: list[dict], run_id: str, app_id: str, batch_id: int, t
     ordered = [parts[p] for p in sorted(parts)]
     total = lambda key: sum(p[key] for p in ordered)  # noqa: E731
     return {
-        "run_id": run_id, "app_id": app_id, "batch_id": batch_id, "topic": topic, "partitions": ordered,
+        "run_id": run_id, "app_id": app_id, "batch_id": batch_id, "topic": source["topic"],
+        "epoch": source["epoch"], "topic_id": source["topic_id"], "partitions": ordered,
         "received": total("received"), "admitted": total("admitted"), "duplicates": total("duplicates"),
         "quarantined": total("quarantined"), "quarantined_by_reason": reasons,
     }
@@ -131,11 +143,13 @@ def keep_payload_of_quarantined(classified: DataFrame) -> DataFrame:
 class IngestBatchWriter:
     """Called by Spark once per micro-batch (and again for a replayed one); writes synchronously."""
 
-    def __init__(self, paths: IngestTables, run_id: str, app_id: str, topic: str):
-        self.paths, self.run_id, self.app_id, self.topic = paths, run_id, app_id, topic
+    def __init__(self, paths: IngestTables, run_id: str, identity: ckpt.CheckpointIdentity):
+        self.paths, self.run_id, self.app_id = paths, run_id, identity.app_id
+        self.checkpoint, self.source = identity.checkpoint, identity.binding
         self.validate = Validator()
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        ckpt.claim_batch(batch.sparkSession, self.checkpoint, batch_id, self.run_id)
         # The batch is read and parsed once: validated rows are cached, the history dates come from
         # that cache, and the classified rows are cached in turn for the receipt and the writes.
         with cached(self.validate(batch)) as validated:
@@ -166,12 +180,13 @@ class IngestBatchWriter:
         # after that one would validate and classify the whole batch again.
         if QUARANTINED in outcomes:
             delta.append(quarantine_rows(rows), self.paths.quarantine, "bronze.quarantine", self.run_id, txn=txn)
+            crash_if_requested("ingest.after_quarantine", batch_id)
         if DUPLICATE in outcomes:
             delta.append(duplicate_rows(rows), self.paths.duplicates, "bronze.duplicate_events", self.run_id, txn=txn)
         if ADMITTED in outcomes:
             delta.append(admitted_rows(rows), self.paths.admitted, "bronze.admitted_events", self.run_id, txn=txn)
         crash_if_requested("ingest.after_admitted", batch_id)
-        receipt = build_receipt(counts, self.run_id, self.app_id, batch_id, self.topic)
+        receipt = build_receipt(counts, self.run_id, self.app_id, batch_id, self.source)
         frame = classified.sparkSession.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn(
             "written_at", F.current_timestamp())
         delta.append(frame, self.paths.receipts, "meta.ingest_receipts", self.run_id, txn=txn)
@@ -226,18 +241,16 @@ def kafka_source(spark: SparkSession, settings: Settings, bootstrap: str) -> Dat
 def run_query(spark: SparkSession, settings: Settings, run_id: str, identity: ckpt.CheckpointIdentity,
               bootstrap: str, *, until_caught_up: bool, trigger_seconds: int) -> None:
     paths = IngestTables.from_root(settings.tables_root)
-    writer = IngestBatchWriter(paths, run_id, identity.app_id, settings.kafka.topic)
+    writer = IngestBatchWriter(paths, run_id, identity)
     publisher = CommittedOffsetPublisher(spark, identity.checkpoint, bootstrap, settings.kafka.consumer_group,
                                          settings.kafka.topic)
     stream = (kafka_source(spark, settings, bootstrap).writeStream.foreachBatch(writer)
               .option("checkpointLocation", identity.checkpoint).queryName(f"ingest-{run_id}"))
     stream = stream.trigger(availableNow=True) if until_caught_up else stream.trigger(processingTime=f"{trigger_seconds} seconds")
     spark.streams.addListener(publisher)
-    query = stream.start()
     try:
-        query.awaitTermination()
+        query.run_to_end(spark, stream.start, identity.checkpoint)
     finally:
-        query.stop()
         spark.streams.removeListener(publisher)
         publish_final(publisher)
 
@@ -257,29 +270,101 @@ def run_totals(spark: SparkSession, receipts_path: str, run_id: str) -> dict:
     return row.asDict()
 
 
+def retention_gaps(committed: dict[int, int], snapshot: dict) -> list[str]:
+    """Partitions whose next offset to read is below the earliest the topic still holds (pure)."""
+    earliest = {p["partition"]: p["start_offset"] for p in snapshot["partitions"]}
+    return [f"partition {p}: next offset {position}, earliest retained {earliest[p]} "
+            f"({earliest[p] - position} records deleted unread)"
+            for p, position in sorted(committed.items()) if p in earliest and position < earliest[p]]
+
+
+def assert_nothing_lost(spark: SparkSession, checkpoint: str, snapshot: dict) -> None:
+    """Refuse before Spark does (with a raw trace) when retention deleted records the checkpoint still needs."""
+    _, committed = ckpt.committed_offsets(spark, checkpoint, snapshot["topic"])
+    gaps = retention_gaps(committed, snapshot)
+    if gaps:
+        raise StateDrift(
+            f"topic {snapshot['topic']} no longer holds records checkpoint {checkpoint} has not read yet: "
+            f"{'; '.join(gaps)}. Resuming would skip them and still report success. Nothing was written. "
+            "If the loss is accepted, start over explicitly with --new-epoch --reason '...' (docs/ingest.md)")
+
+
+def assert_basis_is_this_topic(basis: dict, snapshot: dict) -> None:
+    """A run's basis names one incarnation of the topic; resuming the run on another cannot complete it."""
+    if (basis["topic_id"], basis["cluster_id"]) != (snapshot["topic_id"], snapshot["cluster_id"]):
+        raise StateDrift(
+            f"run {basis['run_id']} started on topic {basis['topic']} id {basis['topic_id']} (cluster "
+            f"{basis['cluster_id']}); the broker now has id {snapshot['topic_id']} (cluster {snapshot['cluster_id']}). "
+            "Its basis can no longer be reached. Nothing was written. Start a new run id")
+
+
+def prior_receipts(spark: SparkSession, receipts_path: str, topic: str, epoch: int) -> Callable[[], str | None]:
+    """What ingest already recorded for this topic epoch, in words (for the replaced-checkpoint check)."""
+    def describe_prior() -> str | None:
+        receipts = tables.read_or_empty(spark, receipts_path, RECEIPT_SCHEMA).where(
+            (F.col("topic") == topic) & (F.col("epoch") == epoch))
+        row = receipts.agg(F.count(F.lit(1)).alias("n"), F.sum("received").alias("received"),
+                           F.concat_ws(", ", F.collect_set("app_id")).alias("apps")).first()
+        if not row["n"]:
+            return None
+        return (f"{row['n']} batches ({row['received']} records) of topic {topic} epoch {epoch} were already "
+                f"ingested by app id {row['apps']}")
+    return describe_prior
+
+
+def prepare(spark: SparkSession, settings: Settings, run_id: str, snapshot: dict, *, new_epoch: bool,
+            reason: str | None, progress: Callable[[str], None]) -> tuple[dict, dict, ckpt.CheckpointIdentity]:
+    """Everything that must hold before the query may start: basis, epoch, checkpoint identity, no gap."""
+    paths = IngestTables.from_root(settings.tables_root)
+    existing = run_basis.read_basis(spark, paths.basis, run_id)
+    if existing is not None:
+        assert_basis_is_this_topic(existing, snapshot)
+    epoch = epochs.resolve(spark, paths.epochs, snapshot, run_id, new_epoch=new_epoch, reason=reason)
+    checkpoint = checkpoint_location(settings, epoch["epoch"])
+    for name in ckpt.remove_orphan_checksums(spark, checkpoint):
+        progress(f"removed {name}: the checksum of a file that no longer exists")
+    binding = {"topic": snapshot["topic"], "epoch": epoch["epoch"], "topic_id": epoch["topic_id"]}
+    identity = ckpt.ensure_identity(spark, checkpoint, apps_path=paths.apps, receipts_path=paths.receipts,
+                                    run_id=run_id, stream="ingest", binding=binding,
+                                    prior_work=prior_receipts(spark, paths.receipts, snapshot["topic"], epoch["epoch"]))
+    ckpt.assert_pending_batch_is_ours(spark, checkpoint, run_id)
+    assert_nothing_lost(spark, checkpoint, snapshot)
+    progress(f"recording run basis of topic {snapshot['topic']}")
+    basis = existing or run_basis.ensure_basis(spark, paths.basis, run_id, lambda: snapshot)
+    return basis, epoch, identity
+
+
 def ingest(spark: SparkSession, settings: Settings, run_id: str, *, until_caught_up: bool = True,
-           trigger_seconds: int = 5, progress: Callable[[str], None] = lambda _: None) -> dict:
-    """Record the run basis, run the query, prove catch-up. Raises NotCaughtUp with the proof's numbers."""
+           trigger_seconds: int = 5, new_epoch: bool = False, reason: str | None = None,
+           progress: Callable[[str], None] = lambda _: None) -> dict:
+    """Check the bus and the checkpoint, run the query, prove catch-up.
+
+    Raises StateDrift when the checkpoint or the topic is not the one the receipts vouch for, and
+    NotCaughtUp with the proof's numbers when the run did not reach its basis.
+    """
     run_id = assert_run_id(run_id)
     paths = IngestTables.from_root(settings.tables_root)
     bootstrap = kafka_bootstrap(settings)
-    topic = settings.kafka.topic
-    progress(f"recording run basis of topic {topic}")
-    basis = run_basis.ensure_basis(spark, paths.basis, run_id, lambda: kafka_admin.topic_snapshot(bootstrap, topic))
-    identity = ckpt.ensure_identity(spark, checkpoint_location(settings), paths.apps, paths.receipts, run_id)
-    progress(f"ingesting (app id {identity.app_id})")
-    started = time.monotonic()
-    run_query(spark, settings, run_id, identity, bootstrap, until_caught_up=until_caught_up, trigger_seconds=trigger_seconds)
-    seconds = time.monotonic() - started
-    committed_batch, committed = ckpt.committed_offsets(spark, identity.checkpoint, topic)
-    proof = run_basis.record_caught_up(spark, paths.caught_up, run_id, identity.app_id, basis, committed_batch, committed)
+    snapshot = kafka_admin.topic_snapshot(bootstrap, settings.kafka.topic)
+    with query.exclusive(topic_folder(settings)):
+        basis, epoch, identity = prepare(spark, settings, run_id, snapshot, new_epoch=new_epoch, reason=reason,
+                                         progress=progress)
+        progress(f"ingesting epoch {epoch['epoch']} (app id {identity.app_id})")
+        started = time.monotonic()
+        run_query(spark, settings, run_id, identity, bootstrap, until_caught_up=until_caught_up,
+                  trigger_seconds=trigger_seconds)
+        seconds = time.monotonic() - started
+        committed_batch, committed = ckpt.committed_offsets(spark, identity.checkpoint, snapshot["topic"])
+        proof = run_basis.record_caught_up(spark, paths.caught_up, run_id, identity.app_id, basis, committed_batch,
+                                           committed)
     totals = run_totals(spark, paths.receipts, run_id)
-    summary = {"run_id": run_id, "app_id": identity.app_id, "topic": topic, **totals, "seconds": round(seconds, 2),
+    summary = {"run_id": run_id, "app_id": identity.app_id, "topic": snapshot["topic"], "epoch": epoch["epoch"],
+               **totals, "seconds": round(seconds, 2),
                "events_per_s": round(totals["received"] / seconds, 1) if seconds else None,
                "caught_up": proof["caught_up"], "partitions": proof["partitions"]}
     if until_caught_up and not proof["caught_up"]:
         lagging = [f"{p['partition']}: lag {p['lag']}" for p in proof["partitions"] if p["lag"]]
-        raise NotCaughtUp(f"run {run_id} did not reach its basis on {topic} ({', '.join(lagging)})")
+        raise NotCaughtUp(f"run {run_id} did not reach its basis on {snapshot['topic']} ({', '.join(lagging)})")
     return summary
 
 
@@ -293,20 +378,28 @@ def describe(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = job_parser("ingest", __doc__)
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--until-caught-up", action="store_true")
-    parser.add_argument("--trigger-seconds", type=int, default=5)
-    args = parser.parse_args(argv)
+def _run(ctx: JobContext, args: dict) -> dict:
+    return ingest(ctx.spark, ctx.settings, args["run_id"], until_caught_up=args["until_caught_up"],
+                  trigger_seconds=args["trigger_seconds"], new_epoch=args["new_epoch"], reason=args["reason"],
+                  progress=ctx.progress)
 
-    def work(settings: Settings) -> dict:
-        spark = build_session(settings, f"ledgerlane-ingest-{args.run_id}")
-        return ingest(spark, settings, args.run_id, until_caught_up=args.until_caught_up,
-                      trigger_seconds=args.trigger_seconds)
 
-    return run_job(args, work, describe)
+JOB = Job(
+    name="ingest", group="stream", module="streaming.ingest", streaming=True, run=_run, describe=describe,
+    summary="Kafka -> admitted / duplicates / quarantine Delta tables, a receipt per batch (exit 9 if not caught up)",
+    options=(
+        RUN_ID,
+        Option("--until-caught-up", "Process everything up to the run basis, prove lag 0 per partition, then exit.",
+               is_flag=True),
+        Option("--trigger-seconds", "Micro-batch interval when running continuously.", parse=int_between(1, 3600),
+               default=5),
+        Option("--new-epoch", "Start over on the topic as it is now, through a new checkpoint (recorded in "
+               "meta.topic_epochs); only after a recreated topic, a lost checkpoint or accepted data loss.",
+               is_flag=True),
+        Option("--reason", "Why ingest starts a new epoch (required with --new-epoch).", metavar="TEXT"),
+    ),
+)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

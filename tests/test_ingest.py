@@ -149,15 +149,21 @@ def test_reset_checkpoint_reusing_the_app_id_is_refused(spark, settings, kafka_b
         lane.ingest(spark, local, "r-reset-2")
 
 
+def identity_of(spark, paths, checkpoint: Path, run_id: str):
+    return ckpt.ensure_identity(spark, str(checkpoint), apps_path=paths.apps, receipts_path=paths.receipts,
+                                run_id=run_id, stream="ingest", binding={"topic": "t", "epoch": 1},
+                                prior_work=lambda: None)
+
+
 def test_copied_checkpoint_identity_is_refused(spark, settings, tmp_path):
     local = isolated(settings, tmp_path, "copied-identity")
     paths = lane.IngestTables.from_root(local.tables_root)
-    original = ckpt.ensure_identity(spark, str(tmp_path / "cp-a"), paths.apps, paths.receipts, "r-copy")
+    original = identity_of(spark, paths, tmp_path / "cp-a", "r-copy")
     (tmp_path / "cp-b").mkdir()
     (tmp_path / "cp-b" / ckpt.IDENTITY_FILE).write_text((tmp_path / "cp-a" / ckpt.IDENTITY_FILE).read_text())
 
     with pytest.raises(IdempotencyConflict, match=rf"app id {original.app_id} .* is registered for"):
-        ckpt.ensure_identity(spark, str(tmp_path / "cp-b"), paths.apps, paths.receipts, "r-copy")
+        identity_of(spark, paths, tmp_path / "cp-b", "r-copy")
 
 
 def test_foreign_checkpoint_with_progress_is_refused(spark, settings, tmp_path):
@@ -167,7 +173,7 @@ def test_foreign_checkpoint_with_progress_is_refused(spark, settings, tmp_path):
     (tmp_path / "cp" / "offsets" / "0").write_text("v1\n{}\n{}\n")
 
     with pytest.raises(IdempotencyConflict, match="has progress .* but no ledgerlane.json"):
-        ckpt.ensure_identity(spark, str(tmp_path / "cp"), paths.apps, paths.receipts, "r-foreign")
+        identity_of(spark, paths, tmp_path / "cp", "r-foreign")
 
 
 def write_config(local, path: Path, bootstrap: str) -> Path:
@@ -200,3 +206,14 @@ def test_process_killed_between_durable_write_and_commit_loses_and_doubles_nothi
     assert summary["received"] == sent.records and summary["admitted"] == sent.by_expected["admitted"]
     admitted = read(spark, local, "bronze.admitted_events")
     assert admitted.count() == admitted.select("event_id").distinct().count()
+
+
+def test_quarantine_keeps_the_raw_bytes_and_a_text_every_reader_can_decode(spark, corpus_run):
+    local, _, _ = corpus_run
+    quarantine = read(spark, local, "bronze.quarantine")
+    not_utf8 = quarantine.where(~F.is_valid_utf8(F.col("value").cast("string")))
+
+    assert quarantine.where(~F.is_valid_utf8("payload") | ~F.is_valid_utf8("key")).count() == 0
+    rows = not_utf8.select("payload", "value").collect()   # collect() decodes every string: it must not raise
+    assert rows, "the corpus holds records whose bytes are not UTF-8"
+    assert all("\ufffd" in row.payload and row.value.decode("utf-8", "replace") == row.payload for row in rows)

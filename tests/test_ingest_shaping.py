@@ -9,6 +9,7 @@ from datetime import date, datetime, timezone
 from chispa import assert_df_equality
 
 from common.simulator.world import build_world, generate
+from streaming import checkpoint as ckpt
 from streaming import ingest as lane
 from streaming.validate import Validator, event_dates
 
@@ -25,7 +26,7 @@ def test_receipt_folds_outcome_counts_per_partition_and_reason():
         {"partition": 0, "outcome": "quarantined", "reason": "conflicting_duplicate", "n": 1, "first": 2, "last": 2},
     ]
 
-    receipt = lane.build_receipt(counts, "r-1", "app-1", 7, "topic-a")
+    receipt = lane.build_receipt(counts, "r-1", "app-1", 7, {"topic": "topic-a", "epoch": 2, "topic_id": "id-a"})
 
     assert receipt["partitions"] == [
         {"partition": 0, "start_offset": 0, "end_offset": 4, "received": 3, "admitted": 0, "duplicates": 1,
@@ -36,6 +37,7 @@ def test_receipt_folds_outcome_counts_per_partition_and_reason():
     assert (receipt["received"], receipt["admitted"], receipt["duplicates"], receipt["quarantined"]) == (10, 5, 1, 4)
     assert receipt["quarantined_by_reason"] == {"invalid_json": 3, "conflicting_duplicate": 1}
     assert (receipt["run_id"], receipt["app_id"], receipt["batch_id"], receipt["topic"]) == ("r-1", "app-1", 7, "topic-a")
+    assert (receipt["epoch"], receipt["topic_id"]) == (2, "id-a")
 
 
 BASE = generate(build_world(3, start=BROKER_TIME, accounts=5, days=1), 1).events[0]
@@ -74,11 +76,17 @@ def test_only_quarantined_rows_keep_their_raw_payload(spark):
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def writer(tmp_path, run_id: str = "r-1") -> lane.IngestBatchWriter:
+    identity = ckpt.CheckpointIdentity("app-1", str(tmp_path / "checkpoint"), binding={"topic": "t", "epoch": 1,
+                                                                                        "topic_id": "id-t"})
+    return lane.IngestBatchWriter(lane.IngestTables.from_root(str(tmp_path)), run_id, identity)
+
+
 def batch_writes(spark, monkeypatch, tmp_path, rows: list[tuple]) -> list[tuple]:
     """The (table, txn) of every Delta write one batch of ``rows`` makes, in order (nothing is written)."""
     written = []
     monkeypatch.setattr(lane.delta, "append", lambda frame, path, table, run_id, txn=None, **_: written.append((table, txn)))
-    lane.IngestBatchWriter(lane.IngestTables.from_root(str(tmp_path)), "r-1", "app-1", "t")(spark.createDataFrame(rows, RAW), 7)
+    writer(tmp_path)(spark.createDataFrame(rows, RAW), 7)
     return written
 
 
@@ -105,7 +113,7 @@ def test_a_replayed_batch_that_skipped_a_table_writes_nothing_twice(spark, tmp_p
     rows = lambda path: spark.read.format("delta").load(path).count()  # noqa: E731
 
     for _ in range(2):   # the first attempt, then a replay of the same batch id
-        lane.IngestBatchWriter(paths, "r-1", "app-1", "t")(raw, 0)
+        writer(tmp_path)(raw, 0)
 
     assert (rows(paths.admitted), rows(paths.quarantine), rows(paths.receipts)) == (1, 1, 1)
     assert not lane.tables.exists(spark, paths.duplicates)

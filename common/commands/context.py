@@ -15,6 +15,7 @@ class AppContext:
     home: str | None
     env_name: str | None
     config_file: str | None
+    verbose: bool = False
     _settings: Settings | None = field(default=None, repr=False)
 
     @property
