@@ -25,8 +25,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from common.db import label_import, labels, migrate
-from common.db.connection import connect
+from human_loop import label_import, labels, migrate
+from human_loop.connection import connect
 
 ACCOUNTS_PER_ROW = 10  # 1M events over 100k accounts: ~10 labels per account
 BASE = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -160,7 +160,7 @@ def spark_figures(settings, rows: int, repeats: int = 3) -> dict:
 
 
 def ensure_postgres(home: Path) -> dict:
-    from common.services import postgres
+    from services import postgres
 
     postgres.start(home, lambda message: print(f"  · {message}", file=sys.stderr))
     return postgres.admin_dsn_params(home)
@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
 def cleanup(home: Path) -> None:
     import shutil
 
-    from common.services import postgres
-    from common.services.base import no_progress
+    from services import postgres
+    from services.base import no_progress
 
     postgres.stop(home, no_progress)
     shutil.rmtree(home, ignore_errors=True)

@@ -8,8 +8,8 @@ from datetime import datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from checks.results import Verdict
-from common import catalog, delta, tables
+from checks.results import PASS, Verdict
+from common import catalog, delta, fs, tables
 
 TABLE = "meta.certifications"
 INPUTS_TYPE = "array<struct<name:string,location:string,version:long>>"
@@ -40,8 +40,24 @@ def read(spark: SparkSession, tables_root: str) -> DataFrame:
     return tables.read_or_empty(spark, catalog.location(tables_root, TABLE), SCHEMA)
 
 
-def verdicts_of(spark: SparkSession, tables_root: str, product: str, location: str) -> list[tuple[int, str]]:
-    """(version, status) of every certification of ``product`` at ``location``."""
-    rows = (read(spark, tables_root).where((F.col("product") == product) & (F.col("location") == location))
-            .select("version", "status").collect())
+def verdicts_of(spark: SparkSession, tables_root: str, location: str) -> list[tuple[int, str]]:
+    """(version, status) of every certification of the product table at ``location`` that its result
+    file confirms. A PASS row whose result file is missing or says otherwise (a row appended by hand)
+    does not count; a FAIL counts whatever its file says (failing closed costs nothing)."""
+    rows = (read(spark, tables_root).where(F.col("location") == location)
+            .select("version", "status", "evidence_path").collect())
+    return [(r["version"], r["status"]) for r in rows if r["status"] != PASS or confirmed(spark, r, location)]
+
+
+def confirmed(spark: SparkSession, row, location: str) -> bool:
+    """The certify job's result file exists and says the same verdict for the same table version."""
+    path = row["evidence_path"] or ""
+    if not path or not fs.exists(spark, path):
+        return False
+    try:
+        result = json.loads(fs.read_text(spark, path))
+    except ValueError:
+        return False
+    return (result.get("status"), result.get("version"), result.get("location")) == (row["status"], row["version"],
+                                                                                    location)
     return [(r["version"], r["status"]) for r in rows]

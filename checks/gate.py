@@ -1,7 +1,8 @@
 """The read gate (invariant 5, "no PASS, no read"): the only way anything reads a data product.
 
-A product is read at its newest Delta version certified PASS, even when a newer version exists; a
-version that was ever certified FAIL never counts. No such version raises ``UncertifiedProductError``.
+A product table is read at its newest Delta version certified PASS, even when a newer version exists;
+a version that was ever certified FAIL never counts. No such version raises ``UncertifiedProductError``.
+The caller names the product's table (``products.product(name).table.name``) and the tables root.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from checks import certifications
 from checks.results import FAIL, PASS
 from common import catalog
 from common.errors import UncertifiedProductError
-from common.products import product as find_product
 
 
 @dataclass(frozen=True)
 class CertifiedProduct:
-    product: str
+    table: str
     location: str
     version: int
     frame: DataFrame
@@ -32,10 +32,6 @@ def newest_pass(verdicts: list[tuple[int, str]]) -> int | None:
     return max(passed) if passed else None
 
 
-def _tables_root(settings_or_root) -> str:
-    return getattr(settings_or_root, "tables_root", None) or str(settings_or_root)
-
-
 def _found(verdicts: list[tuple[int, str]]) -> str:
     if not verdicts:
         return "no certification at all"
@@ -43,25 +39,19 @@ def _found(verdicts: list[tuple[int, str]]) -> str:
     return f"only FAIL verdicts (versions {', '.join(map(str, failed))})"
 
 
-def certified(spark: SparkSession, settings_or_root, product: str) -> CertifiedProduct:
-    """The product at its newest PASS version, with that version (for receipts and lineage)."""
-    found = find_product(product)
-    root = _tables_root(settings_or_root)
-    location = catalog.location(root, found.table)
-    verdicts = certifications.verdicts_of(spark, root, found.name, location)
+def certified(spark: SparkSession, tables_root: str, table: str) -> CertifiedProduct:
+    """The product table at its newest PASS version, with that version (for receipts and lineage)."""
+    location = catalog.location(tables_root, table)
+    verdicts = certifications.verdicts_of(spark, tables_root, location)
     version = newest_pass(verdicts)
     if version is None:
         raise UncertifiedProductError(
-            f"data product '{found.name}' ({location}) cannot be read: expected a Delta version certified PASS "
+            f"data product table {table} ({location}) cannot be read: expected a Delta version certified PASS "
             f"in {certifications.TABLE}, found {_found(verdicts)}")
     frame = spark.read.format("delta").option("versionAsOf", version).load(location)
-    return CertifiedProduct(found.name, location, version, frame)
+    return CertifiedProduct(table, location, version, frame)
 
 
-def read_certified(spark: SparkSession, settings_or_root, product: str) -> DataFrame:
-    """The product as a DataFrame at its newest PASS-certified Delta version."""
-    return certified(spark, settings_or_root, product).frame
-
-
-def certified_version(spark: SparkSession, settings_or_root, product: str) -> int:
-    return certified(spark, settings_or_root, product).version
+def read_certified(spark: SparkSession, tables_root: str, table: str) -> DataFrame:
+    """The product table as a DataFrame at its newest PASS-certified Delta version."""
+    return certified(spark, tables_root, table).frame

@@ -1,12 +1,14 @@
 """The table catalog: every Delta table ledgerlane writes, its location and its table properties.
 
 All code resolves table locations here; nothing builds a table path by hand. A new table is one
-``TableSpec`` line in ``_SPECS``.
+``TableSpec`` line in ``_SPECS``, or, for a data product, the ``TableSpec`` in its declaration.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from common.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,19 @@ _SPECS = [
     TableSpec("meta.run_basis", "Per run: cluster id, topic id, partition offsets at run start", append_only=True),
     TableSpec("meta.caught_up", "Per run: proof that committed offsets reached the basis end", append_only=True),
     TableSpec("labels.label_events", "Human-loop label events copied from PostgreSQL by label_event_id", append_only=True),
-    # Batch lane (jobs/build.py, checks/): data products (one slice per run), certifications, job receipts.
-    TableSpec("silver.transactions_view", "Normalized view of admitted events, one slice per run",
-              partition_by=("event_date",)),
-    TableSpec("gold.account_features", "Per-account rolling aggregates as of each run's cut-off"),
-    TableSpec("gold.merchant_risk", "Per-merchant fraud rates from labels known at each run's cut-off"),
+    # Batch lane (jobs/build.py, checks/): certifications and job receipts. The data products' own tables
+    # are declared with each product (products/) and registered here by ``register``.
+    # Decision lane (streaming/decide.py, streaming/cases.py): facts, never rewritten.
+    TableSpec("decision.decisions", "Exactly one decision per admitted event: outcome, score, reason codes, policy",
+              append_only=True),
+    TableSpec("decision.actions", "What each REVIEW (open_case) or DECLINE (block_card) calls for", append_only=True),
+    TableSpec("decision.audit", "One record per decision and per action: run, batch, source range, feature versions",
+              append_only=True),
+    TableSpec("decision.action_ledger", "Every external effect of an action, by action id, once it took effect",
+              append_only=True),
+    TableSpec("meta.decide_receipts", "One receipt per decide batch: events, outcomes, actions, card blocks",
+              append_only=True),
+    TableSpec("meta.case_receipts", "One receipt per case-worker batch: actions seen, cases opened", append_only=True),
     TableSpec("meta.certifications", "Checker verdicts: (product, Delta version) PASS or FAIL", append_only=True),
     TableSpec("meta.job_receipts", "Per batch job attempt: inputs and outputs with versions, verdict", append_only=True,
               partition_by=("run_id",)),
@@ -53,11 +63,19 @@ _SPECS = [
 TABLES: dict[str, TableSpec] = {spec.name: spec for spec in _SPECS}
 
 
+def register(table: TableSpec) -> TableSpec:
+    """Add a table declared elsewhere (a data product declares its own); the same name twice must agree."""
+    known = TABLES.setdefault(table.name, table)
+    if known != table:
+        raise ConfigError(f"table '{table.name}' is declared twice with different specs")
+    return table
+
+
 def spec(name: str) -> TableSpec:
     try:
         return TABLES[name]
     except KeyError:
-        raise KeyError(f"unknown table '{name}'; known tables: {', '.join(sorted(TABLES))}") from None
+        raise ConfigError(f"unknown table '{name}'; known tables: {', '.join(sorted(TABLES))}") from None
 
 
 def location(tables_root: str, name: str) -> str:

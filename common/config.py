@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from common.errors import ConfigError
 from common.home import resolve_cache, resolve_home
@@ -63,6 +63,48 @@ class PostgresConfig(_Section):
     connect_timeout_s: int = Field(default=5, ge=1, le=120)
 
 
+POLICY_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$"
+DEFAULT_RULE_WEIGHTS = {"high_amount": 0.35, "card_not_present": 0.15, "high_velocity": 0.3,
+                        "many_countries": 0.2, "risky_merchant": 0.4, "risky_country": 0.45}
+
+
+class DecisionConfig(_Section):
+    """The versioned decision policy: rules with weights, a score, two thresholds. Changing any value
+    without a new ``policy_version`` is refused at decide time (the version names the behaviour)."""
+
+    policy_version: str = Field(default="policy-2026-12-01", pattern=POLICY_VERSION_PATTERN)
+    review_score: float = Field(default=0.4, gt=0, le=1)
+    decline_score: float = Field(default=0.75, gt=0, le=1)
+    high_amount_minor: int = Field(default=150_000, ge=1)
+    velocity_1d: int = Field(default=12, ge=1)
+    many_countries_30d: int = Field(default=4, ge=1)
+    risky_merchant_fraud_rate: float = Field(default=0.05, gt=0, le=1)
+    risky_countries: tuple[str, ...] = ("NG", "RU", "RO", "CN", "HK")
+    weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RULE_WEIGHTS))
+    max_files_per_trigger: int = Field(default=200, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DecisionConfig":
+        if self.review_score >= self.decline_score:
+            raise ValueError(f"review_score ({self.review_score}) must be below decline_score ({self.decline_score})")
+        unknown = sorted(set(self.weights) - set(DEFAULT_RULE_WEIGHTS))
+        if unknown:
+            raise ValueError(f"weights for unknown rules {unknown}; known rules: {sorted(DEFAULT_RULE_WEIGHTS)}")
+        if any(not 0 <= w <= 1 for w in self.weights.values()):
+            raise ValueError("every rule weight must be between 0 and 1")
+        return self
+
+    def digest(self) -> str:
+        """A fingerprint of the policy's behaviour, recorded next to its version."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"max_files_per_trigger"}), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class LineageConfig(_Section):
+    # Empty: OpenLineage events are written into each evidence bundle only; a URL also receives them.
+    url: str = ""
+
+
 class EmrConfig(_Section):
     application_id: str = ""
     execution_role_arn: str = ""
@@ -80,6 +122,8 @@ class Settings(_Section):
     spark: SparkConfig = SparkConfig()
     kafka: KafkaConfig = KafkaConfig()
     postgres: PostgresConfig = PostgresConfig()
+    decision: DecisionConfig = DecisionConfig()
+    lineage: LineageConfig = LineageConfig()
     emr: EmrConfig = EmrConfig()
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -71,3 +72,35 @@ def history(spark: SparkSession, path: str) -> DataFrame:
 
 def latest_version(spark: SparkSession, path: str) -> int:
     return int(history(spark, path).selectExpr("max(version) as v").first()["v"])
+
+
+LOG_FILE = re.compile(r"^(\d{20})\.json$")
+
+
+def commit_versions(spark: SparkSession, path: str) -> list[int]:
+    """Versions whose commit file is still in ``_delta_log`` (log retention deletes old ones), ascending."""
+    from common import fs
+
+    return sorted(int(m.group(1)) for name in fs.list_names(spark, f"{path}/_delta_log")
+                  if (m := LOG_FILE.match(name)))
+
+
+def read_commit(spark: SparkSession, path: str, version: int) -> tuple[str, list[dict]]:
+    """The raw text of commit ``version`` and its actions, one JSON object per line."""
+    from common import fs
+
+    text = fs.read_text(spark, f"{path}/_delta_log/{version:020d}.json")
+    return text, [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def commit_info(actions: list[dict]) -> dict:
+    return next((action["commitInfo"] for action in actions if "commitInfo" in action), {})
+
+
+def run_of(actions: list[dict]) -> str | None:
+    """The run id stamped in a commit's ``userMetadata`` (None for commits ledgerlane did not make)."""
+    meta = commit_info(actions).get("userMetadata")
+    try:
+        return json.loads(meta).get("run_id") if meta else None
+    except (ValueError, AttributeError):
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common import local_services
 from common.config import Settings, secret_from_env
 from common.errors import ConfigError
 
@@ -9,18 +10,14 @@ from common.errors import ConfigError
 def kafka_bootstrap(settings: Settings) -> str:
     if settings.kafka.bootstrap_servers:
         return settings.kafka.bootstrap_servers
-    from common.services import kafka
-
-    return kafka.bootstrap_servers(settings.home)
+    return local_services.kafka_bootstrap(settings.home)
 
 
 def postgres_params(settings: Settings, *, admin: bool = False) -> dict:
     """psycopg connection keywords. Local defaults come from the local cluster's 0600 credentials file."""
     pg = settings.postgres
     if not pg.host:
-        from common.services import postgres
-
-        params = postgres.admin_dsn_params(settings.home)
+        params = local_services.postgres_admin_params(settings.home)
         params["connect_timeout"] = pg.connect_timeout_s
         return params
     if not pg.user:

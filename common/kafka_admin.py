@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Iterable
 
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from common.edge import is_verbose
 from common.errors import ServiceError
 
 ADMIN_TIMEOUT_S = 15
 PROGRESS_EVERY = 1000
+# librdkafka's own log ("%4|…|rdkafka#producer…": reconnects, metadata refreshes) is for --verbose only;
+# what matters (a record not acknowledged, a broker not reached) reaches the caller as an error.
+LIBRDKAFKA_LOG = logging.getLogger("ledgerlane.librdkafka")
+LIBRDKAFKA_LOG.propagate = False
+
+
+def client_config(bootstrap: str, **extra) -> dict:
+    """Configuration for any confluent-kafka client: librdkafka's log goes to stderr only with --verbose."""
+    if is_verbose() and not LIBRDKAFKA_LOG.handlers:
+        LIBRDKAFKA_LOG.addHandler(logging.StreamHandler())
+    LIBRDKAFKA_LOG.setLevel(logging.DEBUG if is_verbose() else logging.CRITICAL + 1)
+    return {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG, **extra}
 
 
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": ADMIN_TIMEOUT_S * 1000})
+    return AdminClient(client_config(bootstrap, **{"socket.timeout.ms": ADMIN_TIMEOUT_S * 1000}))
 
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
@@ -44,7 +58,7 @@ def produce(
 
     ``progress``, if given, is called every PROGRESS_EVERY records with the running count handed over.
     """
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer(client_config(bootstrap, **{"enable.idempotence": True, "linger.ms": 5}))
     failures: list[str] = []
 
     def on_delivery(err, _msg) -> None:

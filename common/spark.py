@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from common.config import Settings
 from common.edge import is_verbose
 from common.jars import connector_jars
-from common.services.base import assert_java
+from common.java import assert_java
 
 def base_conf(settings: Settings) -> dict[str, str]:
     """Settings every profile shares: Delta enabled, UTC, small defaults for tiny local data."""

@@ -1,7 +1,7 @@
 """Build one data product of a run: pinned inputs -> pure transform -> the run's slice of the product table.
 
-    spark-submit jobs/build.py build transactions_view --run-id r-20261122T000000Z-abc123
-    spark-submit jobs/build.py build account_features --run-id r-20261122T000000Z-abc123 --cutoff 2026-11-22T00:00:00Z
+    spark-submit jobs/build.py transactions_view --run-id r-20261122T000000Z-abc123
+    spark-submit jobs/build.py account_features --run-id r-20261122T000000Z-abc123 --cutoff 2026-11-22T00:00:00Z
     ledgerlane job build merchant_risk --run-id r-20261122T000000Z-abc123
 
 Idempotent per (run, product): the write replaces the rows ``run_id = R`` (Delta ``replaceWhere``), so a
@@ -12,7 +12,6 @@ or not, leaves a receipt in ``meta.job_receipts``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -25,15 +24,15 @@ from pyspark.sql.types import DateType, IntegerType, LongType, StringType, Struc
 from checks import gate
 from common import basis as run_basis
 from common import catalog, delta, tables
-from common.config import Settings
-from common.entrypoint import job_parser, run_job
-from common.errors import IdempotencyConflict, LedgerlaneError, UncertifiedProductError
+from common.jobspec import RUN_ID, Argument, Job, JobContext, Option
+from common.errors import ConfigError, IdempotencyConflict, LedgerlaneError, UncertifiedProductError
 from common.events import spark_schema
-from common.products import NAMES, Product
-from common.products import product as find_product
+from products import NAMES
+from products import product as find_product
+from products.model import Product
 from common.run import assert_run_id
-from common.spark import build_session, cached
-from jobs import receipts, status, transforms
+from common.spark import cached
+from jobs import receipts, status
 from jobs.batch_context import BatchContext
 
 ADMITTED = "bronze.admitted_events"
@@ -56,6 +55,10 @@ def labels_schema() -> StructType:
     return SCHEMA
 
 
+# Raw tables a product may read, with the schema of the empty stand-in used before they exist.
+SOURCE_SCHEMAS = {ADMITTED: admitted_schema, LABELS: labels_schema}
+
+
 @dataclass(frozen=True)
 class Input:
     name: str
@@ -72,7 +75,8 @@ def pinned(spark: SparkSession, tables_root: str, table: str) -> Input:
     return Input(table, location, version)
 
 
-def read_input(spark: SparkSession, source: Input, schema: StructType) -> DataFrame:
+def read_input(spark: SparkSession, source: Input, schema: StructType | None) -> DataFrame:
+    """The input at its pinned version; an input that did not exist yet reads as empty with ``schema``."""
     if source.version is None:
         return spark.createDataFrame([], schema)
     return spark.read.format("delta").option("versionAsOf", source.version).load(source.location)
@@ -86,41 +90,42 @@ def upstream(spark: SparkSession, tables_root: str, name: str, run_id: str,
         raise UncertifiedProductError(
             f"data product '{name}' of run {run_id} must be certified PASS before its dependents are built; "
             f"found {state.state} ({state.detail})")
-    certified = gate.certified(spark, tables_root, name)
+    certified = gate.certified(spark, tables_root, find_product(name).table.name)
     if certified.version < state.version:
         raise UncertifiedProductError(
             f"data product '{name}': the gate serves version {certified.version}, older than run {run_id}'s "
             f"PASS version {state.version}; a newer FAIL or conflicting verdict hides it")
-    return Input(find_product(name).table, certified.location, certified.version), certified.frame
+    return Input(certified.table, certified.location, certified.version), certified.frame
 
 
-def extract_and_transform(spark: SparkSession, tables_root: str, product: Product, run_id: str,
-                          as_of: datetime, run_receipts: list[dict]) -> tuple[list[Input], DataFrame]:
-    if product.name == "transactions_view":
-        admitted = pinned(spark, tables_root, ADMITTED)
-        return [admitted], transforms.transactions_view(read_input(spark, admitted, admitted_schema()), run_id)
-    view_input, view = upstream(spark, tables_root, "transactions_view", run_id, run_receipts)
-    if product.name == "account_features":
-        return [view_input], transforms.account_features(view, as_of, run_id)
-    labels = pinned(spark, tables_root, LABELS)
-    frame = transforms.merchant_risk(view, read_input(spark, labels, labels_schema()), as_of, run_id)
-    return [view_input, labels], frame
+def read_inputs(spark: SparkSession, tables_root: str, product: Product, run_id: str,
+                run_receipts: list[dict]) -> tuple[list[Input], dict[str, DataFrame]]:
+    """The product's inputs: upstream products through the gate, raw sources at a version pinned now."""
+    inputs, frames = [], {}
+    for name in product.upstream:
+        source, frames[name] = upstream(spark, tables_root, name, run_id, run_receipts)
+        inputs.append(source)
+    for table in product.sources:
+        source = pinned(spark, tables_root, table)
+        frames[table] = read_input(spark, source, SOURCE_SCHEMAS[table]())
+        inputs.append(source)
+    return inputs, frames
 
 
 def write_product(spark: SparkSession, tables_root: str, product: Product, frame: DataFrame, run_id: str) -> dict:
     """Replace the run's slice; the commit is found again by its run id to report version, rows and files."""
-    location = catalog.location(tables_root, product.table)
+    location = catalog.location(tables_root, product.table.name)
     # Cached: the emptiness check and the write would otherwise each compute the transform.
     with cached(frame) as frame:
         if frame.isEmpty():
             raise LedgerlaneError(f"{product.name}: run {run_id} produced no rows (did the run admit any events?); "
                                   f"nothing was written to {location}")
         before = delta.latest_version(spark, location) if tables.exists(spark, location) else -1
-        delta.append(frame, location, product.table, run_id, mode="overwrite",
+        delta.append(frame, location, product.table.name, run_id, mode="overwrite",
                      replace_where=f"run_id = '{assert_run_id(run_id)}'")
     commit = _commit_of(spark, location, run_id, after=before)
     metrics = commit["operationMetrics"] or {}
-    return {"name": product.table, "location": location, "version": commit["version"],
+    return {"name": product.table.name, "location": location, "version": commit["version"],
             "rows": int(metrics.get("numOutputRows", 0)), "files": int(metrics.get("numFiles", 0))}
 
 
@@ -162,8 +167,9 @@ def build(spark: SparkSession, ctx: BatchContext, product_name: str, run_id: str
                "code_version": ctx.code_version, "config_digest": ctx.config_digest, "started_at": ctx.clock(),
                "inputs": [], "outputs": [], "checker": None, "checker_result": None, "reasons": []}
     try:
-        inputs, frame = extract_and_transform(spark, ctx.tables_root, product, run_id, as_of, run_receipts)
+        inputs, frames = read_inputs(spark, ctx.tables_root, product, run_id, run_receipts)
         receipt["inputs"] = [i.to_dict() for i in inputs]
+        frame = product.build(frames, as_of, run_id)
         receipt["outputs"] = [write_product(spark, ctx.tables_root, product, frame, run_id)]
     except Exception as exc:  # any failure leaves its receipt; the error itself still propagates
         receipts.record(spark, ctx.tables_root, {**receipt, "status": receipts.ERROR, "reasons": [str(exc)],
@@ -180,29 +186,30 @@ def describe(receipt: dict) -> str:
             f"version {out['version']} from {sources} in {receipt['seconds']}s")
 
 
-def parse_cutoff(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+def parse_cutoff(text: str) -> datetime:
+    """ISO-8601 with a UTC offset (``Z`` allowed); a naive time is ambiguous and refused."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"expected an ISO-8601 time such as 2026-11-22T00:00:00Z, found {text!r}") from None
     if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"cut-off {text!r} needs a UTC offset, e.g. 2026-11-22T00:00:00Z")
+        raise ConfigError(f"cut-off {text!r} needs a UTC offset, e.g. 2026-11-22T00:00:00Z")
     return moment
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = job_parser("build", __doc__)
-    parser.add_argument("job", choices=["build"])
-    parser.add_argument("product", choices=NAMES)
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--cutoff", type=parse_cutoff, default=None, help="ISO-8601 with offset (default: run basis)")
-    args = parser.parse_args(argv)
+def _run(ctx: JobContext, args: dict) -> dict:
+    return build(ctx.spark, BatchContext.from_settings(ctx.settings), args["product"], args["run_id"],
+                 cutoff=args["cutoff"])
 
-    def work(settings: Settings) -> dict:
-        spark = build_session(settings, f"ledgerlane-build-{args.product}-{args.run_id}")
-        return build(spark, BatchContext.from_settings(settings), args.product, args.run_id, cutoff=args.cutoff)
 
-    return run_job(args, work, describe)
+JOB = Job(
+    name="build", group="job", module="jobs.build", run=_run, describe=describe,
+    summary="Build one data product of a run (replaces that run's slice; never duplicates it).",
+    arguments=(Argument("product", "The data product to build.", choices=NAMES),),
+    options=(RUN_ID, Option("--cutoff", "ISO-8601 cut-off with offset (default: the run's, else its basis time).",
+                            parse=parse_cutoff, metavar="TIME")),
+)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -1,7 +1,7 @@
 """Certify the Delta version a run's latest build wrote: run the product's suite, record PASS or FAIL.
 
-    spark-submit jobs/certify.py certify transactions_view --run-id r-20261122T000000Z-abc123
-    spark-submit jobs/certify.py certify merchant_risk --run-id r-20261122T000000Z-abc123 --engine native
+    spark-submit jobs/certify.py transactions_view --run-id r-20261122T000000Z-abc123
+    spark-submit jobs/certify.py merchant_risk --run-id r-20261122T000000Z-abc123 --engine native
     ledgerlane job certify transactions_view --run-id r-20261122T000000Z-abc123
 
 Reconciliation reads the inputs at exactly the versions the build receipt recorded. The verdict goes to
@@ -18,19 +18,17 @@ from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession
 
-from checks import certifications, ge_adapter, native, reconcile, suites
+from checks import certifications, ge_adapter, native
 from checks.results import FAIL, Verdict
 from common import fs
-from common.config import Settings
-from common.entrypoint import job_parser, run_job
+from common.jobspec import RUN_ID, Argument, Job, JobContext, Option
 from common.errors import UncertifiedProductError
-from common.products import NAMES
-from common.products import product as find_product
+from products import NAMES
+from products import product as find_product
 from common.run import assert_run_id
-from common.spark import build_session
-from jobs import receipts, transforms
+from jobs import receipts
 from jobs.batch_context import BatchContext
-from jobs.build import ADMITTED, LABELS, Input, admitted_schema, labels_schema, read_input
+from jobs.build import SOURCE_SCHEMAS, Input, read_input
 
 ENGINES = {ge_adapter.ENGINE: ge_adapter.evaluate, native.ENGINE: native.evaluate}
 # Native is the default: its checks, and a rerun's certification, stay within half a build's time and
@@ -53,24 +51,21 @@ def built_receipt(run_receipts: list[dict], product: str, run_id: str) -> dict:
     return build
 
 
-def _frame(spark: SparkSession, source: dict) -> DataFrame:
-    schemas = {ADMITTED: admitted_schema, LABELS: labels_schema}
-    pinned = Input(source["name"], source["location"], source["version"])
-    if source["name"] in schemas:
-        return read_input(spark, pinned, schemas[source["name"]]())
-    return spark.read.format("delta").option("versionAsOf", source["version"]).load(source["location"])
+def read_pinned(spark: SparkSession, inputs: list[dict]) -> dict[str, DataFrame]:
+    """The build's inputs at exactly the versions it recorded, keyed as the product's transform reads them."""
+    frames = {}
+    for source in inputs:
+        pinned = Input(source["name"], source["location"], source["version"])
+        if source["name"] in SOURCE_SCHEMAS:
+            frames[source["name"]] = read_input(spark, pinned, SOURCE_SCHEMAS[source["name"]]())
+        else:   # an upstream product, read at the certified version the build used
+            frames[find_product(source["name"]).name] = read_input(spark, pinned, None)
+    return frames
 
 
 def expected_totals(spark: SparkSession, product: str, inputs: list[dict], run_id: str, as_of: datetime) -> dict:
     """The inputs' totals the product must reconcile with, read at the versions its build used."""
-    frames = {source["name"]: _frame(spark, source) for source in inputs}
-    if product == "transactions_view":
-        return reconcile.admitted_totals(frames[ADMITTED], run_id).first().asDict()
-    view = frames[find_product("transactions_view").table]
-    if product == "account_features":
-        return reconcile.window_totals(view, as_of, max(transforms.FEATURE_WINDOW_DAYS), "account_id").first().asDict()
-    window = reconcile.window_totals(view, as_of, transforms.MERCHANT_WINDOW_DAYS, "merchant_id")
-    return window.crossJoin(reconcile.known_label_totals(frames[LABELS], as_of)).first().asDict()
+    return find_product(product).totals(read_pinned(spark, inputs), as_of, run_id).first().asDict()
 
 
 def check_version(spark: SparkSession, build: dict, *, engine: str) -> tuple[Verdict, dict, dict]:
@@ -81,7 +76,7 @@ def check_version(spark: SparkSession, build: dict, *, engine: str) -> tuple[Ver
     expected = expected_totals(spark, product, build["inputs"], run_id, as_of)
     reconciled = time.perf_counter()
     data = spark.read.format("delta").option("versionAsOf", output["version"]).load(output["location"])
-    results = ENGINES[engine](data, suites.suite(product, run_id, as_of, expected))
+    results = ENGINES[engine](data, find_product(product).suite(run_id, as_of, expected))
     timings = {"inputs_s": round(reconciled - started, 3), "checks_s": round(time.perf_counter() - reconciled, 3)}
     return Verdict(product, run_id, output["version"], engine, tuple(results)), expected, timings
 
@@ -101,12 +96,12 @@ def certify(spark: SparkSession, ctx: BatchContext, product_name: str, run_id: s
     verdict, expected, timings = check_version(spark, build, engine=engine)
     output = build["outputs"][0]
     path = evidence_path(ctx.evidence_root, run_id, product.name, verdict.version)
-    evidence = {**verdict.to_dict(), "table": product.table, "location": output["location"],
+    evidence = {**verdict.to_dict(), "table": product.table.name, "location": output["location"],
                 "cutoff": build["cutoff"], "inputs": build["inputs"], "expected": expected, "timings": timings,
                 "code_version": ctx.code_version, "config_digest": ctx.config_digest, "certified_at": started_at}
     fs.write_text(spark, path, json.dumps(evidence, indent=2, sort_keys=True, default=str), overwrite=True)
     certifications.record(spark, ctx.tables_root, certifications.row(
-        verdict, product.table, output["location"], build["inputs"], path, started_at))
+        verdict, product.table.name, output["location"], build["inputs"], path, started_at))
     receipt = receipts.record(spark, ctx.tables_root, {
         "run_id": run_id, "product": product.name, "step": receipts.CERTIFY, "status": verdict.status,
         "attempt": receipts.next_attempt(run_receipts, product.name, receipts.CERTIFY), "cutoff": build["cutoff"],
@@ -127,20 +122,21 @@ def exit_code(summary: dict) -> int:
     return UncertifiedProductError.exit_code if summary["status"] == FAIL else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = job_parser("certify", __doc__)
-    parser.add_argument("job", choices=["certify"])
-    parser.add_argument("product", choices=NAMES)
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--engine", choices=sorted(ENGINES), default=DEFAULT_ENGINE)
-    args = parser.parse_args(argv)
+def _run(ctx: JobContext, args: dict) -> dict:
+    return certify(ctx.spark, BatchContext.from_settings(ctx.settings), args["product"], args["run_id"],
+                   engine=args["engine"])
 
-    def work(settings: Settings) -> dict:
-        spark = build_session(settings, f"ledgerlane-certify-{args.product}-{args.run_id}")
-        return certify(spark, BatchContext.from_settings(settings), args.product, args.run_id, engine=args.engine)
 
-    return run_job(args, work, describe, exit_code)
+ENGINE_OPTION = Option("--engine", "Great Expectations suite, or the same checks as one native Spark aggregate.",
+                       choices=tuple(sorted(ENGINES)), default=DEFAULT_ENGINE)
+
+JOB = Job(
+    name="certify", group="job", module="jobs.certify", run=_run, describe=describe, exit_code=exit_code,
+    summary="Certify the version a run's latest build wrote: PASS or FAIL (exit 7) into meta.certifications.",
+    arguments=(Argument("product", "The data product to certify.", choices=NAMES),),
+    options=(RUN_ID, ENGINE_OPTION),
+)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

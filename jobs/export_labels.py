@@ -21,14 +21,13 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 
 from common import catalog, delta
 from common.config import Settings
-from common.entrypoint import job_parser, run_job
-from common.db import labels as label_repo
-from common.db.connection import connect
-from common.db.heartbeats import heartbeat
+from common.jobspec import RUN_ID, Job, JobContext, Option, int_between
+from human_loop import labels as label_repo
+from human_loop.connection import connect
+from human_loop.heartbeats import heartbeat
 from common.endpoints import postgres_params
 from common.errors import IdempotencyConflict
 from common.run import assert_run_id
-from common.spark import build_session
 
 TABLE = "labels.label_events"
 WORKER = "export-labels"
@@ -108,18 +107,17 @@ def describe(summary: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = job_parser("export_labels", __doc__)
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS)
-    args = parser.parse_args(argv)
+def _run(ctx: JobContext, args: dict) -> dict:
+    return export(ctx.spark, ctx.settings, args["run_id"], max_rows=args["max_rows"])
 
-    def work(settings: Settings) -> dict:
-        spark = build_session(settings, f"ledgerlane-export-labels-{args.run_id}")
-        return export(spark, settings, args.run_id, max_rows=args.max_rows)
 
-    return run_job(args, work, describe)
+JOB = Job(
+    name="export-labels", group="job", module="jobs.export_labels", run=_run, describe=describe,
+    summary="Copy new label events from PostgreSQL into the Delta table labels.label_events.",
+    options=(RUN_ID, Option("--max-rows", "Copy at most this many label events; the next run continues from the "
+                            "watermark.", parse=int_between(1, 10_000_000), default=DEFAULT_MAX_ROWS)),
+)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -1,6 +1,6 @@
 """Targeted rerun: rebuild and re-certify exactly the products of a run that lack a PASS, and their dependents.
 
-    spark-submit jobs/rerun.py rerun --run-id r-20261122T000000Z-abc123 [--product merchant_risk] [--dry-run] [--json]
+    spark-submit jobs/rerun.py --run-id r-20261122T000000Z-abc123 [--product merchant_risk] [--dry-run] [--json]
     ledgerlane rerun --run-id r-20261122T000000Z-abc123 [--product P] [--dry-run] [--json]
 
 Products already certified PASS (and not downstream of one being rebuilt) are not touched: no new Delta
@@ -14,12 +14,10 @@ import sys
 from pyspark.sql import SparkSession
 
 from checks.results import PASS
-from common import products
-from common.config import Settings
-from common.entrypoint import job_parser, run_job
+import products
+from common.jobspec import RUN_ID, Job, JobContext, Option
 from common.errors import LedgerlaneError, UncertifiedProductError
 from common.run import assert_run_id
-from common.spark import build_session
 from jobs import certify as certify_job
 from jobs import receipts, status
 from jobs.batch_context import BatchContext
@@ -93,22 +91,24 @@ def exit_code(summary: dict) -> int:
     return 0 if summary["ok"] or summary["dry_run"] else UncertifiedProductError.exit_code
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = job_parser("rerun", __doc__)
-    parser.add_argument("job", choices=["rerun"])
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--product", choices=products.NAMES, default=None)
-    parser.add_argument("--dry-run", action="store_true")
-    parser.add_argument("--engine", choices=sorted(certify_job.ENGINES), default=certify_job.DEFAULT_ENGINE)
-    args = parser.parse_args(argv)
+def _run(ctx: JobContext, args: dict) -> dict:
+    return rerun(ctx.spark, BatchContext.from_settings(ctx.settings), args["run_id"], product=args["product"],
+                 dry_run=args["dry_run"], engine=args["engine"])
 
-    def work(settings: Settings) -> dict:
-        spark = build_session(settings, f"ledgerlane-rerun-{args.run_id}")
-        return rerun(spark, BatchContext.from_settings(settings), args.run_id, product=args.product,
-                     dry_run=args.dry_run, engine=args.engine)
 
-    return run_job(args, work, describe, exit_code)
+JOB = Job(
+    name="rerun", group="", module="jobs.rerun", run=_run, describe=describe, exit_code=exit_code,
+    summary="Rebuild and re-certify the products of a run that lack a PASS, and their dependents "
+            "(certified products stay untouched; exit 7 if a rebuilt product is still not PASS).",
+    options=(
+        RUN_ID,
+        Option("--product", "Limit the rerun to this product's lineage (its ancestors and dependents).",
+               choices=products.NAMES),
+        Option("--dry-run", "Show each product's state and the plan; change nothing.", is_flag=True),
+        certify_job.ENGINE_OPTION,
+    ),
+)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

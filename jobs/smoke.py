@@ -1,7 +1,7 @@
 """Smoke pipeline: Delta write + time travel, a Kafka round trip through Spark, a PostgreSQL round trip.
 
     spark-submit jobs/smoke.py --run-id r-smoke-1
-    ledgerlane demo
+    ledgerlane job smoke --run-id r-smoke-1
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 from common import catalog, delta
 from common.config import Settings
 from common.endpoints import kafka_bootstrap, postgres_params
-from common.entrypoint import job_parser, run_job
+from common.jobspec import Job, JobContext, Option
 from common.run import assert_run_id, new_run_id
-from common.spark import build_session
 
 SMOKE_SCHEMA = StructType([StructField("id", LongType(), False), StructField("note", StringType(), False)])
 SMOKE_TOPIC = "ledgerlane.smoke"
@@ -68,12 +67,11 @@ def postgres_round_trip(params: dict, nonce: str) -> dict:
     return {"round_trip": row is not None and row[0] == nonce}
 
 
-def run(settings: Settings, *, run_id: str | None = None, progress: Callable[[str], None] = lambda _: None) -> dict:
+def run(spark: SparkSession, settings: Settings, *, run_id: str | None = None,
+        progress: Callable[[str], None] = lambda _: None) -> dict:
     run_id = assert_run_id(run_id or new_run_id())
     nonce = secrets.token_hex(8)
     started = time.monotonic()
-    progress("starting Spark with Delta")
-    spark = build_session(settings, f"ledgerlane-smoke-{run_id}")
     progress("Delta: two writes, read version 0 back")
     result = {"run_id": run_id, "delta": delta_time_travel(spark, catalog.location(settings.tables_root, "meta.smoke"), run_id)}
     progress("Kafka: produce, consume through Spark")
@@ -95,13 +93,17 @@ def describe(summary: dict) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = job_parser("smoke", __doc__)
-    parser.add_argument("--run-id", default=None)
-    args = parser.parse_args(argv)
-    return run_job(args, lambda settings: run(settings, run_id=args.run_id), describe,
-                   lambda summary: 0 if summary["ok"] else 1)
+def _run(ctx: JobContext, args: dict) -> dict:
+    return run(ctx.spark, ctx.settings, run_id=args["run_id"], progress=ctx.progress)
+
+
+JOB = Job(
+    name="smoke", group="job", module="jobs.smoke", run=_run, describe=describe,
+    exit_code=lambda summary: 0 if summary["ok"] else 1,
+    summary="Prove Delta (write + time travel), Kafka through Spark and PostgreSQL work here.",
+    options=(Option("--run-id", "Run id of the smoke writes (default: a new one).", parse=assert_run_id),),
+)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -14,8 +14,8 @@ from pyspark.sql import functions as F
 from checks import certifications
 from checks.results import FAIL, PASS
 from common import catalog
-from common.products import NAMES
-from common.products import product as find_product
+from products import NAMES
+from products import product as find_product
 from jobs import receipts
 
 UNCERTIFIED, ERROR, MISSING = "UNCERTIFIED", "ERROR", "MISSING"
@@ -56,7 +56,7 @@ def run_statuses(spark: SparkSession, tables_root: str, run_id: str,
             .select("product", "location", "version", "status").collect())
     result = {}
     for name in NAMES:
-        location = catalog.location(tables_root, find_product(name).table)
+        location = catalog.location(tables_root, find_product(name).table.name)
         verdicts = [(r["version"], r["status"]) for r in rows if r["product"] == name and r["location"] == location]
         result[name] = status_from(name, run_receipts, verdicts)
     return result

@@ -117,6 +117,17 @@ def committed_offsets(spark: SparkSession, checkpoint: str, topic: str) -> tuple
     return commits[-1], {int(p): int(o) for p, o in source.get(topic, {}).items()}
 
 
+def source_range(spark: SparkSession, checkpoint: str, batch_id: int) -> tuple[str, str]:
+    """The source offsets batch ``batch_id`` read from (exclusive) and up to, as JSON text from ``offsets/``.
+
+    A batch's own offsets file is written before the batch runs, so the batch function can cite it.
+    """
+    def offsets(batch: int) -> str:
+        lines = fs.read_text(spark, f"{checkpoint}/offsets/{batch}").splitlines()
+        return "\n".join(lines[2:])   # after "v1" and the batch metadata: one line per source
+    return (offsets(batch_id - 1) if batch_id > 0 else "start"), offsets(batch_id)
+
+
 def ensure_identity(spark: SparkSession, checkpoint: str, *, apps_path: str, receipts_path: str, run_id: str,
                     stream: str, binding: dict, prior_work: Callable[[], str | None]) -> CheckpointIdentity:
     """Read or create this checkpoint's identity; refuse every state in which Delta could skip writes

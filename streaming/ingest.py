@@ -140,7 +140,7 @@ def keep_payload_of_quarantined(classified: DataFrame) -> DataFrame:
 
 # ---- the foreachBatch function --------------------------------------------------------------------
 
-class IngestBatchWriter:
+class IngestBatchWriter(query.BatchFunction):
     """Called by Spark once per micro-batch (and again for a replayed one); writes synchronously."""
 
     def __init__(self, paths: IngestTables, run_id: str, identity: ckpt.CheckpointIdentity):
@@ -148,7 +148,7 @@ class IngestBatchWriter:
         self.checkpoint, self.source = identity.checkpoint, identity.binding
         self.validate = Validator()
 
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+    def write(self, batch: DataFrame, batch_id: int) -> None:
         ckpt.claim_batch(batch.sparkSession, self.checkpoint, batch_id, self.run_id)
         # The batch is read and parsed once: validated rows are cached, the history dates come from
         # that cache, and the classified rows are cached in turn for the receipt and the writes.
@@ -249,7 +249,7 @@ def run_query(spark: SparkSession, settings: Settings, run_id: str, identity: ck
     stream = stream.trigger(availableNow=True) if until_caught_up else stream.trigger(processingTime=f"{trigger_seconds} seconds")
     spark.streams.addListener(publisher)
     try:
-        query.run_to_end(spark, stream.start, identity.checkpoint)
+        query.run_to_end(spark, stream.start, identity.checkpoint, writer)
     finally:
         spark.streams.removeListener(publisher)
         publish_final(publisher)

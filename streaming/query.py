@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pyspark.errors import StreamingQueryException
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from common.errors import LedgerlaneError, ServiceError, StateDrift
@@ -53,7 +53,25 @@ def explain(exc: StreamingQueryException, checkpoint: str) -> LedgerlaneError:
     return LedgerlaneError(f"the stream on checkpoint {checkpoint} failed: {first[:500]}")
 
 
-def run_to_end(spark: SparkSession, start: Callable[[], StreamingQuery], checkpoint: str) -> None:
+class BatchFunction:
+    """Base of every ``foreachBatch`` function: it remembers the project error that stopped a batch, so
+    the runner re-raises that error (its message, its exit code) instead of Spark's wrapper of it."""
+
+    failure: LedgerlaneError | None = None
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        try:
+            self.write(batch, batch_id)
+        except LedgerlaneError as exc:
+            self.failure = exc
+            raise
+
+    def write(self, batch: DataFrame, batch_id: int) -> None:
+        raise NotImplementedError
+
+
+def run_to_end(spark: SparkSession, start: Callable[[], StreamingQuery], checkpoint: str,
+               batch_function: BatchFunction | None = None) -> None:
     """Start the query, wait for its end, stop it however that ends; Spark errors become ours."""
     pending = ckpt.pending_batch(spark, checkpoint)
     for attempt in (1, 2):
@@ -65,6 +83,8 @@ def run_to_end(spark: SparkSession, start: Callable[[], StreamingQuery], checkpo
             replayed = pending is not None and pending in ckpt.batch_ids(spark, checkpoint, "commits")
             if attempt == 1 and replayed and is_replay_metrics_bug(exc):
                 continue   # the replayed batch is committed; a fresh start takes the normal path
+            if batch_function is not None and batch_function.failure is not None:
+                raise batch_function.failure from None
             raise explain(exc, checkpoint) from None
         finally:
             query.stop()

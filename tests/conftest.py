@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from helpers import make_home
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Jars (Ivy, Maven) are shared across test homes so only the first run ever downloads them.
 os.environ.setdefault("LEDGERLANE_CACHE", str(REPO_ROOT / ".ledgerlane" / "cache"))
-
-
-def make_home(prefix: str) -> Path:
-    """A scratch home the runuser'd PostgreSQL can traverse (pytest's tmp_path is 0700)."""
-    home = Path(tempfile.mkdtemp(prefix=prefix))
-    home.chmod(0o755)
-    return home
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +40,7 @@ def spark(settings):
 
 @pytest.fixture(scope="session")
 def services(settings):
-    from common.services import manager
+    from services import manager
 
     statuses = manager.up(settings.home, settings.cache)
     yield statuses
@@ -65,3 +59,22 @@ def pg_params(services, settings):
     from common.endpoints import postgres_params
 
     return postgres_params(settings)
+
+
+@pytest.fixture(scope="session")
+def new_database(pg_params):
+    """A factory of empty databases in the session's PostgreSQL (dropped at the end of the session)."""
+    import secrets
+
+    from helpers import create_database, drop_database
+
+    made: list[str] = []
+
+    def make() -> dict:
+        name = f"ll_test_{secrets.token_hex(4)}"
+        made.append(name)
+        return create_database(pg_params, name)
+
+    yield make
+    for name in made:
+        drop_database(pg_params, name)

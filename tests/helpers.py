@@ -9,6 +9,18 @@ from pathlib import Path
 
 from common import catalog, delta, tables
 
+# The scratch databases' admin password reaches configured-endpoint settings through this variable.
+PASSWORD_ENV = "LEDGERLANE_TEST_HL_PG_PASSWORD"
+
+
+def make_home(prefix: str) -> Path:
+    """A scratch home the runuser'd PostgreSQL can traverse (pytest's tmp_path is 0700)."""
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    home.chmod(0o755)
+    return home
+
 
 def unique(prefix: str) -> str:
     """An identity no other test uses: tests share services and some tables are append-only."""
@@ -38,7 +50,7 @@ def write_config(local, path: Path, bootstrap: str) -> Path:
 
 def cli(*args: str) -> tuple[int, str, str]:
     """Run ``ledgerlane <args>`` in this process (joining the test SparkSession): (exit code, stdout, stderr)."""
-    from common.cli import main
+    from cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
@@ -88,3 +100,21 @@ def delete_records_before(bootstrap: str, topic: str, offsets: dict[int, int]) -
     futures = client.delete_records([TopicPartition(topic, p, o) for p, o in offsets.items()])
     for future in futures.values():
         future.result(timeout=30)
+
+
+def create_database(admin: dict, name: str) -> dict:
+    """An empty database in the admin's cluster; returns the admin parameters pointing at it."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return {**admin, "dbname": name}
+
+
+def drop_database(admin: dict, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))

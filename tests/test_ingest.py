@@ -19,22 +19,13 @@ from pyspark.sql import functions as F
 from common import catalog, kafka_admin
 from common.errors import IdempotencyConflict
 from common.simulator.producer import simulate
+from helpers import isolated, write_config
 from streaming import checkpoint as ckpt
 from streaming import ingest as lane
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-
-
-def isolated(settings, tmp_path, topic: str):
-    """Settings with their own topic, tables and checkpoints, so tests never see each other's data."""
-    storage = settings.storage.model_copy(update={
-        "tables_root": str(tmp_path / "tables"), "checkpoints_root": str(tmp_path / "checkpoints"),
-        "evidence_root": str(tmp_path / "evidence")})
-    kafka = settings.kafka.model_copy(update={"topic": topic, "max_offsets_per_trigger": 700,
-                                              "consumer_group": f"group-{topic}"})
-    return settings.model_copy(update={"storage": storage, "kafka": kafka})
 
 
 def read(spark, local, table):
@@ -119,8 +110,12 @@ def test_consumer_group_shows_the_committed_position(corpus_run, kafka_bootstrap
     assert all(p["lag"] == 0 for p in summary["partitions"]) and summary["caught_up"]
 
 
-def test_replayed_batch_without_commit_writes_nothing_twice(spark, corpus_run):
-    local, _, _ = corpus_run
+def test_replayed_batch_without_commit_writes_nothing_twice(spark, settings, kafka_bootstrap, tmp_path):
+    """Its own topic and run: deleting a commit must not change what the corpus tests read."""
+    local = isolated(settings, tmp_path, f"ingest-{uuid.uuid4().hex[:8]}", max_offsets=150)
+    simulate(local, events=300, seed=17, duplicate_rate=0.03, conflict_rate=0.01, bad_rate=0.1, partitions=2,
+             start=START, days=1)
+    lane.ingest(spark, local, "r-ingest-replay")
     checkpoint = lane.checkpoint_location(local)
     last = ckpt.batch_ids(spark, checkpoint, "commits")[-1]
     before = table_versions(spark, local)
@@ -129,7 +124,7 @@ def test_replayed_batch_without_commit_writes_nothing_twice(spark, corpus_run):
     os.remove(f"{checkpoint}/commits/{last}")
     os.remove(f"{checkpoint}/commits/.{last}.crc")
 
-    lane.ingest(spark, local, "r-ingest-corpus")
+    lane.ingest(spark, local, "r-ingest-replay")
 
     assert ckpt.batch_ids(spark, checkpoint, "commits")[-1] == last, "the batch was replayed and committed"
     assert table_versions(spark, local) == before, "Delta skipped every write of the replayed batch"
@@ -174,15 +169,6 @@ def test_foreign_checkpoint_with_progress_is_refused(spark, settings, tmp_path):
 
     with pytest.raises(IdempotencyConflict, match="has progress .* but no ledgerlane.json"):
         identity_of(spark, paths, tmp_path / "cp", "r-foreign")
-
-
-def write_config(local, path: Path, bootstrap: str) -> Path:
-    path.write_text(
-        f'env = "local"\n[storage]\ntables_root = "{local.tables_root}"\ncheckpoints_root = "{local.checkpoints_root}"\n'
-        f'evidence_root = "{local.evidence_root}"\n[spark]\nshuffle_partitions = 2\n'
-        f'[kafka]\nbootstrap_servers = "{bootstrap}"\ntopic = "{local.kafka.topic}"\n'
-        f'consumer_group = "{local.kafka.consumer_group}"\nmax_offsets_per_trigger = {local.kafka.max_offsets_per_trigger}\n')
-    return path
 
 
 def test_process_killed_between_durable_write_and_commit_loses_and_doubles_nothing(

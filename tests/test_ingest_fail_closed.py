@@ -182,7 +182,7 @@ def test_a_second_ingest_on_the_same_topic_is_refused_naming_the_holder(spark, l
 
 def test_an_invalid_run_id_is_refused_before_spark_starts(tmp_path):
     began = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "common.cli", "--home", str(tmp_path), "stream", "ingest",
+    done = subprocess.run([sys.executable, "-m", "cli.main", "--home", str(tmp_path), "stream", "ingest",
                            "--run-id", "bad id!", "--until-caught-up"], cwd=REPO, capture_output=True, text=True,
                           timeout=120)
 

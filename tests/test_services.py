@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from common.errors import EnvironmentProblem, ServiceError
 from common.home import resolve_cache
-from common.services import base, kafka, manager, postgres
+from services import base, kafka, manager, postgres
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # $LEDGERLANE_CACHE if set, else <repo>/.ledgerlane/cache: the broker jars are resolved once, ever.
@@ -142,11 +142,10 @@ def test_inits_interrupted_under_our_marker_are_redone(running):
 
 @pytest.mark.slow
 def test_second_up_is_idempotent(running):
+    before = manager.status(running.home)   # not running.first: another test may have restarted them
     messages: list[str] = []
     second = manager.up(running.home, CACHE, progress=messages.append)
-    assert {n: (st.port, st.pid) for n, st in second.items()} == {
-        n: (st.port, st.pid) for n, st in running.first.items()
-    }
+    assert {n: (st.port, st.pid) for n, st in second.items()} == {n: (st.port, st.pid) for n, st in before.items()}
     assert messages == []
 
 

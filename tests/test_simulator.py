@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
-from common.cli import cli
+from cli.main import cli
 from common.errors import ConfigError, IdentityError
 from common.events import (
     MAX_EVENT_AGE,

@@ -45,7 +45,7 @@ def test_postgres_round_trip_with_psycopg(pg_params):
 
 
 def test_smoke_run_summary(spark, settings, services):
-    summary = smoke.run(settings, run_id="r-smoke-test")
+    summary = smoke.run(spark, settings, run_id="r-smoke-test")
 
     assert summary["ok"] is True
     assert summary["delta"] == {"version_read": 0, "rows_then": 2, "rows_now": 3}
@@ -56,8 +56,8 @@ def test_smoke_entrypoint_exits_non_zero_when_a_check_failed(monkeypatch, ledger
     failed = {"run_id": "r-smoke-bad", "ok": False, "seconds": 0.1, "postgres": {"round_trip": False},
               "delta": {"version_read": 0, "rows_then": 2, "rows_now": 3},
               "kafka": {"topic": smoke.SMOKE_TOPIC, "messages_found": 0}}
-    monkeypatch.setattr(smoke, "run", lambda settings, run_id=None: failed)
+    monkeypatch.setattr(smoke, "run", lambda spark, settings, run_id=None, progress=None: failed)
 
-    code = smoke.main(["--home", str(ledgerlane_home)])
+    code = smoke.JOB.main(["--home", str(ledgerlane_home)])
 
     assert code == 1 and "smoke FAILED" in capsys.readouterr().out

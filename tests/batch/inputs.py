@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from pathlib import Path
+
 from pyspark.sql import DataFrame, SparkSession
 
 from common import catalog, delta
+from common.config import Settings, load_settings
 
 CUTOFF = datetime(2026, 11, 4, tzinfo=timezone.utc)
 DAY1 = datetime(2026, 11, 1, 10, tzinfo=timezone.utc)
@@ -58,3 +61,22 @@ def labels_frame(spark: SparkSession, rows: list[dict]) -> DataFrame:
 def write_labels(spark: SparkSession, tables_root: str, rows: list[dict]) -> None:
     delta.append(labels_frame(spark, rows), catalog.location(tables_root, "labels.label_events"),
                  "labels.label_events", "r-export")
+
+
+CONFIG = """\
+[storage]
+tables_root = "{root}/tables"
+evidence_root = "{root}/evidence"
+checkpoints_root = "{root}/checkpoints"
+
+[spark]
+shuffle_partitions = 2
+"""
+
+
+def scratch_settings(root: Path) -> tuple[Settings, Path]:
+    """Settings (and the config file behind them, for CLI tests) rooted at ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "batch.toml"
+    config.write_text(CONFIG.format(root=root), encoding="utf-8")
+    return load_settings(path=config, home=root), config

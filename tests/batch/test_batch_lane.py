@@ -15,14 +15,13 @@ from delta.tables import DeltaTable
 
 from checks import certifications, gate
 from common import catalog, delta, fs
-from common.cli import main as cli_main
+from cli.main import main as cli_main
 from common.errors import IdempotencyConflict, LedgerlaneError, UncertifiedProductError
-from common.products import NAMES, product
-from jobs import build, certify, receipts, rerun
+from products import NAMES, product
+from jobs import build, certify, receipts, rerun, submit
 from jobs.batch_context import BatchContext
 
-from .conftest import scratch_settings
-from .inputs import CUTOFF, DAY1, admitted_row, good_events, label_row, write_admitted, write_labels
+from .inputs import CUTOFF, DAY1, admitted_row, good_events, label_row, write_admitted, write_labels, scratch_settings
 
 pytestmark = pytest.mark.slow
 ALL = list(NAMES)
@@ -30,7 +29,7 @@ GE = "great_expectations"
 
 
 def versions(spark, root) -> dict[str, int | None]:
-    paths = {name: catalog.location(root, product(name).table) for name in NAMES}
+    paths = {name: catalog.location(root, product(name).table.name) for name in NAMES}
     return {name: delta.latest_version(spark, path) if DeltaTable.isDeltaTable(spark, path) else None
             for name, path in paths.items()}
 
@@ -72,7 +71,7 @@ def broken(spark, tmp_path_factory):
     seen.built = build.build(spark, ctx, "transactions_view", BROKEN, cutoff=CUTOFF)
     # This run goes through Great Expectations end to end (the default engine is native).
     seen.certified = certify.certify(spark, ctx, "transactions_view", BROKEN, engine=GE)
-    seen.gate_error = refused(lambda: gate.read_certified(spark, local, "transactions_view"))
+    seen.gate_error = refused(lambda: gate.read_certified(spark, local.tables_root, "silver.transactions_view"))
     seen.dependent_errors = {name: refused(lambda name=name: build.build(spark, ctx, name, BROKEN))
                              for name in ("account_features", "merchant_risk")}
     seen.receipts_before_fix = receipts.for_run(spark, root, BROKEN)
@@ -102,7 +101,7 @@ def test_broken_input_is_certified_fail_naming_each_defect(spark, broken):
 
 
 def test_gate_refuses_the_failed_product_and_dependents_refuse_to_build(broken):
-    assert "data product 'transactions_view'" in broken.gate_error and "only FAIL" in broken.gate_error
+    assert "data product table silver.transactions_view" in broken.gate_error and "only FAIL" in broken.gate_error
     for name, error in broken.dependent_errors.items():
         assert f"data product 'transactions_view' of run {BROKEN} must be certified PASS" in error, name
         assert "found FAIL" in error
@@ -133,12 +132,12 @@ def test_targeted_rerun_after_the_fix_certifies_every_product(spark, broken):
     assert broken.rerun["plan"] == ALL and broken.rerun["ok"] is True
     assert {name: o["state"] for name, o in broken.rerun["outcomes"].items()} == dict.fromkeys(ALL, "PASS")
 
-    view = gate.read_certified(spark, broken.local, "transactions_view").select("event_id", "account_id", "amount_minor")
+    view = gate.read_certified(spark, broken.local.tables_root, "silver.transactions_view").select("event_id", "account_id", "amount_minor")
     expected = spark.createDataFrame(
         [("evt-0001", "acct-1", 1000), ("evt-0002", "acct-2", 1000), ("evt-0003", "acct-1", 50),
          ("evt-0004", "acct-2", 1000), ("evt-0005", "acct-1", 1000)], "event_id string, account_id string, amount_minor long")
     assert_df_equality(view, expected, ignore_row_order=True, ignore_nullable=True)
-    assert gate.read_certified(spark, broken.local, "account_features").count() == 2
+    assert gate.read_certified(spark, broken.local.tables_root, "gold.account_features").count() == 2
 
 
 def test_receipts_record_inputs_outputs_attempts_and_code(broken):
@@ -160,7 +159,7 @@ def test_receipts_record_inputs_outputs_attempts_and_code(broken):
 
 def test_every_product_commit_carries_the_run_id(spark, broken):
     for name in NAMES:
-        stamps = delta.history(spark, catalog.location(broken.root, product(name).table)).select("userMetadata").collect()
+        stamps = delta.history(spark, catalog.location(broken.root, product(name).table.name)).select("userMetadata").collect()
         assert {json.loads(s.userMetadata)["run_id"] for s in stamps} == {BROKEN}, name
 
 
@@ -180,7 +179,7 @@ def settled(spark, tmp_path_factory):
         seen.receipt_reads = counting_receipt_reads(patch)
         seen.first = rerun.rerun(spark, ctx, SETTLED, engine="native", product=None)
     seen.rebuilt = build.build(spark, ctx, "account_features", SETTLED)     # rebuilt, never certified
-    seen.served_while_uncertified = gate.certified_version(spark, local, "account_features")
+    seen.served_while_uncertified = gate.certified(spark, local.tables_root, "gold.account_features").version
     seen.versions_before = versions(spark, root)
     seen.second = rerun.rerun(spark, ctx, SETTLED, engine="native")
     seen.versions_after = versions(spark, root)
@@ -235,7 +234,7 @@ def test_rerun_rebuilds_only_what_lacks_a_pass_and_leaves_certified_versions_alo
 
 
 def test_rebuilding_replaces_the_runs_slice_and_never_duplicates_it(spark, settled):
-    features = gate.read_certified(spark, settled.local, "account_features")
+    features = gate.read_certified(spark, settled.local.tables_root, "gold.account_features")
     attempts = [r["attempt"] for r in receipts.for_run(spark, settled.root, SETTLED)
                 if r["product"] == "account_features" and r["step"] == "build"]
 
@@ -270,7 +269,7 @@ def test_cli_and_spark_submit_entrypoints(settled, capsys):
     planned = json.loads(capsys.readouterr().out)
     certify_code = cli_main([*home, "job", "certify", "merchant_risk", "--run-id", SETTLED, "--engine", "native"])
     certified = capsys.readouterr().out
-    submit_code = rerun.main(["rerun", "--run-id", SETTLED, "--dry-run", *home])
+    submit_code = submit.main(["rerun", "--run-id", SETTLED, "--dry-run", *home])
     described = capsys.readouterr().out
 
     assert (code, planned["plan"], planned["ok"]) == (0, [], True)
@@ -283,7 +282,7 @@ def test_native_is_the_default_engine_and_great_expectations_one_flag_away(spark
 
     default_code = cli_main([*home, "job", "certify", "transactions_view", "--run-id", SETTLED])
     by_default = capsys.readouterr().out
-    ge_code = certify.main(["certify", "transactions_view", "--run-id", SETTLED, "--engine", GE, *home])
+    ge_code = certify.JOB.main(["transactions_view", "--run-id", SETTLED, "--engine", GE, *home])
     by_ge = capsys.readouterr().out
     recorded = [(r["checker"], r["status"]) for r in receipts.for_run(spark, settled.root, SETTLED)
                 if r["product"] == "transactions_view" and r["step"] == "certify"]

@@ -20,19 +20,26 @@ from pyspark.sql.types import (
 )
 
 from checks.gate import newest_pass
-from checks.suites import SCHEMAS
-from jobs import status, transforms
+from jobs import status
+from products import PRODUCTS
+from products.model import latest_snapshot
 from jobs.rerun import plan
 from jobs.build import admitted_schema
 from .inputs import CUTOFF, DAY1, admitted_row, label_row, labels_frame
 
 
-def contract(df) -> tuple:
-    return tuple((f.name, type(f.dataType).__name__) for f in df.schema.fields)
+def contract(schema) -> tuple:
+    return tuple((f.name, type(f.dataType).__name__) for f in schema.fields)
+
+
+def transform(name: str, inputs: dict, as_of, run_id: str):
+    """The product's own transform, before the build selects its contract (so the test can compare them)."""
+    return PRODUCTS[name].transform(inputs, as_of, run_id)
 
 
 def view_of(spark, rows, run_id="r-1"):
-    return transforms.transactions_view(spark.createDataFrame(rows, admitted_schema()), run_id)
+    return transform("transactions_view", {"bronze.admitted_events": spark.createDataFrame(rows, admitted_schema())},
+                     CUTOFF, run_id)
 
 
 def test_transactions_view_takes_the_runs_slice_typed_and_enriched(spark):
@@ -48,7 +55,7 @@ def test_transactions_view_takes_the_runs_slice_typed_and_enriched(spark):
     expected = spark.createDataFrame([("evt-0001", Decimal("19.99"), 10, True, 1, "r-1"),
                                       ("evt-0002", Decimal("1999.00"), 15, False, 2, "r-1")], schema)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
-    assert contract(view_of(spark, rows)) == SCHEMAS["transactions_view"]
+    assert contract(view_of(spark, rows).schema) == contract(PRODUCTS["transactions_view"].schema)
 
 
 def test_account_features_count_windows_up_to_the_cutoff_and_never_after(spark):
@@ -58,7 +65,7 @@ def test_account_features_count_windows_up_to_the_cutoff_and_never_after(spark):
             admitted_row(5, "r-1", at=CUTOFF + timedelta(hours=1)),
             admitted_row(6, "r-1", account="acct-2", at=at(days=10))]
 
-    features = transforms.account_features(view_of(spark, rows), CUTOFF, "r-f")
+    features = transform("account_features", {"transactions_view": view_of(spark, rows)}, CUTOFF, "r-f")
     actual = features.select("account_id", "txn_count_1d", "txn_count_7d", "txn_count_30d",
                              "distinct_merchants_30d", "last_event_at", "seconds_since_last_event")
 
@@ -68,7 +75,7 @@ def test_account_features_count_windows_up_to_the_cutoff_and_never_after(spark):
     expected = spark.createDataFrame([("acct-1", 1, 2, 3, 2, at(hours=2), 7200),
                                       ("acct-2", 0, 0, 1, 1, at(days=10), 10 * 86_400)], schema)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
-    assert contract(features) == SCHEMAS["account_features"]
+    assert contract(features.schema) == contract(PRODUCTS["account_features"].schema)
 
 
 RISK_SCHEMA = StructType([StructField("merchant_id", StringType()), StructField("txn_count", LongType()),
@@ -91,7 +98,11 @@ def risk_inputs(spark):
 
 
 def risk(spark, view, labels, as_of):
-    return transforms.merchant_risk(view, labels, as_of, "r-1").select(*RISK_SCHEMA.fieldNames())
+    return merchant_risk(view, labels, as_of).select(*RISK_SCHEMA.fieldNames())
+
+
+def merchant_risk(view, labels, as_of):
+    return transform("merchant_risk", {"transactions_view": view, "labels.label_events": labels}, as_of, "r-1")
 
 
 def test_merchant_risk_counts_only_labels_recorded_by_the_cutoff(spark, risk_inputs):
@@ -110,14 +121,14 @@ def test_merchant_risk_after_the_late_labels_sees_them_including_the_correction(
 
     expected = spark.createDataFrame([("m-1", 2, 2, 2, 0, 1.0), ("m-2", 1, 1, 0, 1, 0.0)], RISK_SCHEMA)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
-    assert contract(transforms.merchant_risk(view, labels, CUTOFF, "r-1")) == SCHEMAS["merchant_risk"]
+    assert contract(merchant_risk(view, labels, CUTOFF).schema) == contract(PRODUCTS["merchant_risk"].schema)
 
 
 def test_latest_snapshot_keeps_the_newest_cutoff_only(spark):
     schema = "run_id string, as_of timestamp, account_id string"
     snapshots = spark.createDataFrame([("r-1", DAY1, "a"), ("r-2", CUTOFF, "a"), ("r-2", CUTOFF, "b")], schema)
 
-    actual = transforms.latest_snapshot(snapshots)
+    actual = latest_snapshot(snapshots)
 
     assert_df_equality(actual, spark.createDataFrame([("r-2", CUTOFF, "a"), ("r-2", CUTOFF, "b")], schema),
                        ignore_row_order=True)

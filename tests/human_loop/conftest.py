@@ -7,53 +7,18 @@ password from an environment variable, as production does.
 
 from __future__ import annotations
 
-import secrets
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
-PASSWORD_ENV = "LEDGERLANE_TEST_HL_PG_PASSWORD"
-
-
-def unique(prefix: str) -> str:
-    """An identity no other test uses: tests share one database and the tables are append-only."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def _create(admin: dict, name: str) -> dict:
-    with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    return {**admin, "dbname": name}
-
-
-def _drop(admin: dict, name: str) -> None:
-    with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-
-
-@pytest.fixture(scope="session")
-def new_database(pg_params) -> Iterator[Callable[[], dict]]:
-    """A factory of empty databases (dropped at the end of the session)."""
-    made: list[str] = []
-
-    def make() -> dict:
-        name = f"ll_hl_{secrets.token_hex(4)}"
-        made.append(name)
-        return _create(pg_params, name)
-
-    yield make
-    for name in made:
-        _drop(pg_params, name)
+from helpers import PASSWORD_ENV
 
 
 @pytest.fixture(scope="session")
 def hl_db(new_database) -> dict:
     """Admin params of one migrated scratch database shared by the module's tests."""
-    from common.db import migrate
+    from human_loop import migrate
 
     params = new_database()
     migrate.migrate(params, run_id="r-hl-fixture")

@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from common.db import cases
-from common.db.connection import connect
+from human_loop import cases
+from human_loop.connection import connect
 from common.errors import IdempotencyConflict, IdentityError
 
-from conftest import unique
+from helpers import unique
 
 OPENED = datetime(2025, 3, 1, 9, 30, tzinfo=timezone.utc)
 

@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from common.cli import main
-from common.db import cases, migrate
-from common.db.connection import connect
+from cli.main import main
+from human_loop import cases, migrate
+from human_loop.connection import connect
 
-from conftest import unique
+from helpers import unique
 
 
 @pytest.fixture(scope="module")

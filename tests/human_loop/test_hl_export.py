@@ -9,12 +9,12 @@ import pytest
 from chispa import assert_df_equality
 
 from common import delta
-from common.db import labels, migrate, readiness
-from common.db.connection import connect
+from human_loop import labels, migrate, readiness
+from human_loop.connection import connect
 from common.errors import IdempotencyConflict
 from jobs import export_labels
 
-from conftest import unique
+from helpers import unique
 
 OBSERVED = datetime(2025, 3, 1, tzinfo=timezone.utc)
 

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from common.db import cases, labels
-from common.db.connection import APP_ROLE, connect
+from human_loop import cases, labels
+from human_loop.connection import APP_ROLE, connect
 from common.identity import PLACEHOLDERS, is_valid_identity
 
-from conftest import unique
+from helpers import unique
 
 APPEND_ONLY = ("human_loop.label_events", "human_loop.case_events", "human_loop.cases")
 MUTATIONS = {

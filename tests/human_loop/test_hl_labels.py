@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from common.db import label_import, labels
-from common.db.connection import connect
+from human_loop import label_import, labels
+from human_loop.connection import connect
 from common.errors import ConfigError, IdempotencyConflict, IdentityError
 
-from conftest import unique
+from helpers import unique
 
 OBSERVED = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 

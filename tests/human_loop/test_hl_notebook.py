@@ -11,11 +11,11 @@ import pytest
 from nbclient import NotebookClient
 
 from common import catalog
-from common.db import labels, migrate
-from common.db.connection import connect
+from human_loop import labels, migrate
+from human_loop.connection import connect
 from jobs import export_labels
 
-from conftest import unique
+from helpers import unique
 
 # Set to a file name to look at the plot the notebook drew (a person's check, not an assertion).
 FIGURE_OUT = __import__("os").environ.get("LABELS_NB_FIGURE_OUT")

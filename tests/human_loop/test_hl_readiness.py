@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from common.db import migrate, readiness
-from common.db.connection import APP_ROLE, connect
-from common.db.heartbeats import heartbeat, heartbeats
+from human_loop import migrate, readiness
+from human_loop.connection import APP_ROLE, connect
+from human_loop.heartbeats import heartbeat, heartbeats
 from common.errors import IdentityError
 
-from conftest import unique
+from helpers import unique
 
 
 def verdicts(checks: list[readiness.Check]) -> dict[str, bool]:
@@ -38,7 +38,9 @@ def test_migrated_database_with_fresh_workers_is_ready(hl_db):
     checks = readiness.readiness(hl_db, workers=(worker,), fresh_within=timedelta(minutes=5))
 
     assert verdicts(checks) == dict.fromkeys(["reachable", "migrations", "append_only_guards", "privileges", "worker_heartbeats"], True)
-    assert reasons(checks)["reachable"].startswith(f"connected as {APP_ROLE} to PostgreSQL 15")
+    with connect(hl_db) as conn:
+        major = conn.execute("select current_setting('server_version_num')::int / 10000").fetchone()[0]
+    assert reasons(checks)["reachable"].startswith(f"connected as {APP_ROLE} to PostgreSQL {major}")
     assert readiness.as_dict(checks)["ready"] is True
 
 

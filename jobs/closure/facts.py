@@ -1,0 +1,308 @@
+"""What the closure reads, and nothing it decides: Delta logs, checkpoints, the bus as it is now,
+receipts, certifications and the database. Logs wherever they suffice; where data must be read (one
+decision per admitted event, event ids unique across everything ever admitted), only the run's own
+rows and one column, so Delta's file statistics skip the rest.
+
+Every reader here is I/O; ``jobs/closure/proofs.py`` turns these facts into checks, purely.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from checks import certifications
+from common import basis as run_basis
+from common import catalog, delta, fs, kafka_admin, tables
+from common.config import Settings
+from common.endpoints import kafka_bootstrap, postgres_params
+from common.errors import LedgerlaneError
+from human_loop import migrate
+from human_loop.connection import connect
+from jobs import receipts, status
+from streaming import cases as case_stream
+from streaming import checkpoint as ckpt
+from streaming import decide as decide_stream
+from streaming import epochs
+from streaming import ingest as ingest_stream
+
+# Commits stamped with the run are looked for back to this long before its basis was captured.
+CLOCK_SKEW = timedelta(minutes=10)
+# Tables whose Delta logs a run writes (and the closure copies): the ingest, decision and batch lanes.
+RUN_TABLES = ("bronze.admitted_events", "bronze.duplicate_events", "bronze.quarantine", "meta.ingest_receipts",
+              "meta.run_basis", "meta.caught_up", "meta.topic_epochs", "meta.stream_apps", "decision.decisions",
+              "decision.actions", "decision.audit", "decision.action_ledger", "meta.decide_receipts",
+              "meta.case_receipts", "silver.transactions_view", "gold.account_features", "gold.merchant_risk",
+              "meta.certifications", "meta.job_receipts", "labels.label_events")
+
+
+@dataclass
+class Commit:
+    table: str
+    path: str
+    version: int
+    text: str
+    operation: str
+    rows: int
+    txn_app_ids: list[str]
+
+
+@dataclass
+class StreamFacts:
+    name: str
+    checkpoint: str
+    app_id: str | None
+    registered: list[str]          # app ids meta.stream_apps knows for this checkpoint location
+    offsets: list[int]
+    commits: list[int]
+    receipt_batches: list[int]     # every batch this app id has a receipt for (any run)
+    run_batches: list[int]         # the batches of this run
+
+
+@dataclass
+class Facts:
+    run_id: str
+    basis: dict | None
+    proof: dict | None
+    epoch: dict | None
+    bus_now: dict | None
+    bus_error: str | None
+    ingest_receipts: list[dict]
+    streams: dict[str, StreamFacts]
+    committed: dict[int, int]
+    commits: list[Commit]
+    rewrites: list[str]
+    admitted: dict
+    decisions: dict
+    actions: dict
+    audit: dict
+    effects: dict
+    products: dict[str, status.ProductStatus]
+    certifications: list[dict]
+    certify_receipts: list[dict]
+    certification_files: dict[str, dict | None]
+    migrations: dict | None
+    migrations_error: str | None
+    decide_receipts: list[dict]
+    case_receipts: list[dict]
+    extra: dict = field(default_factory=dict)
+
+
+def loc(settings: Settings, table: str) -> str:
+    return catalog.location(settings.tables_root, table)
+
+
+def rows_of(spark: SparkSession, settings: Settings, table: str, schema: str, run_id: str) -> list[dict]:
+    frame = tables.read_or_empty(spark, loc(settings, table), schema).where(F.col("run_id") == run_id)
+    return [row.asDict(recursive=True) for row in frame.collect()]
+
+
+# ---- the bus and the ingest checkpoint --------------------------------------------------------------
+
+def bus_now(settings: Settings, topic: str) -> tuple[dict | None, str | None]:
+    """The topic as the broker describes it now; when it cannot be reached, why (the proof then fails)."""
+    try:
+        return kafka_admin.topic_snapshot(kafka_bootstrap(settings), topic), None
+    except LedgerlaneError as exc:
+        return None, str(exc)
+
+
+def stream_facts(spark: SparkSession, settings: Settings, name: str, checkpoint: str, receipts_table: str,
+                 run_id: str) -> StreamFacts:
+    identity_path = f"{checkpoint}/{ckpt.IDENTITY_FILE}"
+    app_id = (ckpt.CheckpointIdentity.from_json(fs.read_text(spark, identity_path)).app_id
+              if fs.exists(spark, identity_path) else None)
+    apps = tables.read_or_empty(spark, loc(settings, ckpt.APPS_TABLE), ckpt.APPS_SCHEMA)
+    registered = sorted({r.app_id for r in apps.where(F.col("checkpoint") == checkpoint).collect()})
+    receipts_frame = tables.read_or_empty(spark, loc(settings, receipts_table), "run_id string, app_id string, "
+                                                                                "batch_id long")
+    batches = receipts_frame.where(F.col("app_id").isin(registered or ["-"])).select("run_id", "batch_id").collect()
+    return StreamFacts(name, checkpoint, app_id, registered, ckpt.batch_ids(spark, checkpoint, "offsets"),
+                       ckpt.batch_ids(spark, checkpoint, "commits"), sorted({r.batch_id for r in batches}),
+                       sorted({r.batch_id for r in batches if r.run_id == run_id}))
+
+
+# ---- Delta logs ----------------------------------------------------------------------------------------
+
+def run_commits(spark: SparkSession, settings: Settings, run_id: str, since: datetime) -> list[Commit]:
+    """Every commit stamped with ``run_id`` in the tables a run writes, newest log entries only."""
+    floor_ms = int((since - CLOCK_SKEW).timestamp() * 1000)
+    found = []
+    for table in RUN_TABLES:
+        path = loc(settings, table)
+        if not tables.exists(spark, path):
+            continue
+        for version in reversed(delta.commit_versions(spark, path)):
+            text, actions = delta.read_commit(spark, path, version)
+            info = delta.commit_info(actions)
+            if info.get("timestamp", 0) < floor_ms:
+                break
+            if delta.run_of(actions) == run_id:
+                metrics = info.get("operationMetrics") or {}
+                found.append(Commit(table, path, version, text, info.get("operation", "?"),
+                                    int(metrics.get("numOutputRows", 0) or 0),
+                                    sorted({a["txn"]["appId"] for a in actions if "txn" in a})))
+    return sorted(found, key=lambda c: (c.table, c.version))
+
+
+REWRITING_OPERATIONS = {"DELETE", "UPDATE", "MERGE", "RESTORE", "TRUNCATE", "REPLACE TABLE", "CREATE OR REPLACE TABLE",
+                        "SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "ALTER TABLE"}
+
+
+def history_rewrites(spark: SparkSession, settings: Settings) -> list[str]:
+    """Append-only tables whose log shows a rewrite: a removed data file, or an operation that can
+    rewrite (RESTORE, DELETE, UPDATE, switching table properties). Delta allows all of these once
+    ``delta.appendOnly`` is switched off, so only the log can tell."""
+    found = []
+    for name, spec in sorted(catalog.TABLES.items()):
+        path = loc(settings, name)
+        if not spec.append_only or not tables.exists(spark, path):
+            continue
+        for version in delta.commit_versions(spark, path):
+            _, actions = delta.read_commit(spark, path, version)
+            operation = delta.commit_info(actions).get("operation", "")
+            removed = sum(1 for a in actions if "remove" in a and a["remove"].get("dataChange", True))
+            if operation.upper() in REWRITING_OPERATIONS or removed:
+                found.append(f"{name} version {version}: {operation or 'commit'}"
+                             + (f" removed {removed} data files" if removed else ""))
+    return found
+
+
+# ---- the run's rows ----------------------------------------------------------------------------------
+
+def admitted_facts(spark: SparkSession, settings: Settings, run_id: str) -> tuple[dict, DataFrame]:
+    admitted = tables.read_or_empty(spark, loc(settings, "bronze.admitted_events"), "event_id string, run_id string")
+    mine = admitted.where(F.col("run_id") == run_id).select("event_id")
+    row = mine.agg(F.count(F.lit(1)).alias("n"), F.count_distinct("event_id").alias("distinct"),
+                   F.min("event_id").alias("low"), F.max("event_id").alias("high")).first()
+    conflicting = 0
+    if row["n"]:
+        # One column, and the run's id range only: file statistics skip everything else.
+        others = admitted.where((F.col("run_id") != run_id) & F.col("event_id").between(row["low"], row["high"]))
+        conflicting = mine.join(others.select("event_id"), on="event_id", how="left_semi").count()
+    return {"rows": row["n"], "distinct": row["distinct"], "also_admitted_by_other_runs": conflicting}, mine
+
+
+def decision_facts(spark: SparkSession, settings: Settings, run_id: str, admitted_ids: DataFrame) -> tuple[dict, DataFrame]:
+    schema = "decision_id string, event_id string, event_run_id string, outcome string, reasons array<string>"
+    decisions = tables.read_or_empty(spark, loc(settings, "decision.decisions"), schema).where(
+        F.col("event_run_id") == run_id)
+    per_event = decisions.groupBy("event_id").agg(F.count(F.lit(1)).alias("n"))
+    missing = admitted_ids.join(per_event, on="event_id", how="left_anti")
+    by_outcome = {r.outcome: r["count"] for r in decisions.groupBy("outcome").count().collect()}
+    by_reason = {r.reason: r["count"] for r in decisions.select(F.explode("reasons").alias("reason"))
+                 .groupBy("reason").count().collect()}
+    facts = {"rows": sum(by_outcome.values()), "events": per_event.count(),
+             "decided_twice": per_event.where(F.col("n") > 1).count(), "missing": missing.count(),
+             "missing_sample": [r.event_id for r in missing.limit(3).collect()],
+             "by_outcome": by_outcome, "by_reason": by_reason}
+    return facts, decisions.select("decision_id")
+
+
+def action_facts(spark: SparkSession, settings: Settings, decision_ids: DataFrame) -> dict:
+    schema = "action_id string, decision_id string, action_type string"
+    actions = tables.read_or_empty(spark, loc(settings, "decision.actions"), schema).join(
+        decision_ids, on="decision_id", how="left_semi").select("action_id", "action_type").collect()
+    return {"by_type": _count(a.action_type for a in actions),
+            "ids": {kind: sorted(a.action_id for a in actions if a.action_type == kind)
+                    for kind in ("open_case", "block_card")}}
+
+
+def audit_facts(spark: SparkSession, settings: Settings, decision_ids: DataFrame, actions: dict) -> dict:
+    audit = tables.read_or_empty(spark, loc(settings, "decision.audit"), "kind string, subject_id string, "
+                                                                        "decision_id string")
+    covered = audit.join(decision_ids, on="decision_id", how="left_semi").select("kind", "subject_id").distinct()
+    subjects = {(r.kind, r.subject_id) for r in covered.collect()}
+    decided = {r.decision_id for r in decision_ids.collect()}
+    acted = {a for ids in actions["ids"].values() for a in ids}
+    return {"decisions_without_audit": sorted(d for d in decided if ("decision", d) not in subjects)[:5],
+            "decisions_missing": sum(1 for d in decided if ("decision", d) not in subjects),
+            "actions_without_audit": sorted(a for a in acted if ("action", a) not in subjects)[:5],
+            "actions_missing": sum(1 for a in acted if ("action", a) not in subjects)}
+
+
+def effect_facts(spark: SparkSession, settings: Settings, actions: dict) -> dict:
+    """Cases and card controls in PostgreSQL, and the action ledger, for the run's actions."""
+    ledger = tables.read_or_empty(spark, loc(settings, "decision.action_ledger"), "action_id string, action_type string")
+    wanted = actions["ids"]["open_case"] + actions["ids"]["block_card"]
+    in_ledger = _count(r.action_id for r in ledger.where(F.col("action_id").isin(wanted or ["-"])).collect())
+    try:
+        with connect(postgres_params(settings), application_name="ledgerlane-closure") as conn:
+            cases = _count(r[0] for r in conn.execute(
+                "select action_id from human_loop.cases where action_id = any(%s)", (actions["ids"]["open_case"],)))
+            controls = _count(r[0] for r in conn.execute(
+                "select action_id from human_loop.card_controls where action_id = any(%s)",
+                (actions["ids"]["block_card"],)))
+        error = None
+    except LedgerlaneError as exc:
+        cases, controls, error = {}, {}, str(exc)
+    return {"cases": cases, "controls": controls, "ledger": in_ledger, "error": error}
+
+
+def _count(values) -> dict:
+    counts: dict = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+# ---- certifications, migrations ----------------------------------------------------------------------------
+
+def certification_facts(spark: SparkSession, settings: Settings, run_id: str) -> tuple[list, list, dict]:
+    rows = [r.asDict(recursive=True) for r in certifications.read(spark, settings.tables_root)
+            .where(F.col("run_id") == run_id).collect()]
+    certify = [r for r in receipts.for_run(spark, settings.tables_root, run_id) if r["step"] == receipts.CERTIFY]
+    files = {}
+    for row in rows:
+        path = row["evidence_path"] or ""
+        files[path] = json.loads(fs.read_text(spark, path)) if path and fs.exists(spark, path) else None
+    return rows, certify, files
+
+
+def migration_facts(settings: Settings) -> tuple[dict | None, str | None]:
+    try:
+        return migrate.status(postgres_params(settings)), None
+    except LedgerlaneError as exc:
+        return None, str(exc)
+
+
+# ---- all of it ---------------------------------------------------------------------------------------------
+
+def gather(spark: SparkSession, settings: Settings, run_id: str) -> Facts:
+    basis = run_basis.read_basis(spark, loc(settings, "meta.run_basis"), run_id)
+    topic = basis["topic"] if basis else settings.kafka.topic
+    proofs = rows_of(spark, settings, "meta.caught_up", run_basis.CAUGHT_UP_SCHEMA, run_id)
+    ingest_receipts = rows_of(spark, settings, "meta.ingest_receipts", ingest_stream.RECEIPT_SCHEMA, run_id)
+    epoch_numbers = sorted({r["epoch"] for r in ingest_receipts if r.get("epoch") is not None})
+    epoch = epochs.current(spark, loc(settings, epochs.TABLE), topic) if basis else None
+    if epoch_numbers and epoch and epoch["epoch"] != epoch_numbers[-1]:
+        epoch = {**epoch, "superseded_by": epoch["epoch"], "epoch": epoch_numbers[-1]}
+    checkpoint = ingest_stream.checkpoint_location(settings, epoch_numbers[-1] if epoch_numbers else 1)
+    streams = {"ingest": stream_facts(spark, settings, "ingest", checkpoint, "meta.ingest_receipts", run_id),
+               "decide": stream_facts(spark, settings, "decide", decide_stream.checkpoint_location(settings),
+                                      "meta.decide_receipts", run_id),
+               "cases": stream_facts(spark, settings, "cases", case_stream.checkpoint_location(settings),
+                                     "meta.case_receipts", run_id)}
+    _, committed = ckpt.committed_offsets(spark, checkpoint, topic)
+    now, error = bus_now(settings, topic)
+    since = basis["captured_at"].replace(tzinfo=timezone.utc) if basis else datetime.now(timezone.utc)
+    admitted, admitted_ids = admitted_facts(spark, settings, run_id)
+    decisions, decision_ids = decision_facts(spark, settings, run_id, admitted_ids)
+    actions = action_facts(spark, settings, decision_ids)
+    certs, certify, files = certification_facts(spark, settings, run_id)
+    migrations, migrations_error = migration_facts(settings)
+    return Facts(
+        run_id=run_id, basis=basis, proof=proofs[-1] if proofs else None, epoch=epoch, bus_now=now, bus_error=error,
+        ingest_receipts=ingest_receipts, streams=streams, committed=committed,
+        commits=run_commits(spark, settings, run_id, since), rewrites=history_rewrites(spark, settings),
+        admitted=admitted, decisions=decisions, actions=actions,
+        audit=audit_facts(spark, settings, decision_ids, actions), effects=effect_facts(spark, settings, actions),
+        products=status.run_statuses(spark, settings.tables_root, run_id), certifications=certs,
+        certify_receipts=certify, certification_files=files, migrations=migrations, migrations_error=migrations_error,
+        decide_receipts=rows_of(spark, settings, "meta.decide_receipts", decide_stream.RECEIPT_SCHEMA, run_id),
+        case_receipts=rows_of(spark, settings, "meta.case_receipts", case_stream.RECEIPT_SCHEMA, run_id),
+    )

@@ -1,0 +1,286 @@
+"""Decide stream: admitted events x certified features -> decisions, actions, audit; card blocks take effect.
+
+    spark-submit jobs/submit.py decide --run-id r-20261122-1 --until-caught-up
+    ledgerlane stream decide --run-id r-20261122-1 --until-caught-up
+
+The source is the admitted Delta table as a stream, not the bus: every event it sees was validated and
+deduplicated once, by ingest; its offsets are Delta versions, which time travel can replay exactly;
+and it costs one commit of latency (ingest's) over reading Kafka directly.
+
+Per batch, in this order, each Delta write with (txnAppId = the checkpoint's app id, txnVersion = batch id):
+decisions, actions, audit; then the block_card effects in PostgreSQL (idempotent on the action id); then
+the action ledger; then the receipt. Spark records ``commits/N`` only after all of it, so a crash
+anywhere replays the batch, and the replay writes nothing twice and blocks no card twice.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from checks import gate
+from common import catalog, delta, tables
+from common.config import DecisionConfig, Settings
+from common.endpoints import postgres_params
+from common.errors import IdempotencyConflict, IdentityError, LedgerlaneError
+from common.faults import crash_if_requested
+from common.identity import malformed_identity_column, placeholder_column
+from common.jobspec import RUN_ID, Job, JobContext, Option, int_between
+from common.run import assert_run_id
+from common.spark import cached
+from human_loop import card_controls
+from human_loop.connection import connect
+from products import product
+from streaming import checkpoint as ckpt
+from streaming import policy, query
+
+# The feature products, by their declarations (importing them registers their tables in the catalog).
+FEATURES, MERCHANTS = product("account_features").table.name, product("merchant_risk").table.name
+IDENTITY_FIELDS = ("event_id", "account_id", "card_id", "merchant_id")
+RECEIPT_SCHEMA = (
+    "run_id string, app_id string, batch_id long, source_start string, source_end string, policy_version string, "
+    "policy_digest string, feature_versions map<string,long>, events long, decisions_by_outcome map<string,long>, "
+    "actions_by_type map<string,long>, cards_blocked long, written_at timestamp"
+)
+LEDGER_SCHEMA = ("action_id string, action_type string, effect_store string, effect_ref string, run_id string, "
+                 "app_id string, batch_id long, recorded_at timestamp")
+
+
+@dataclass(frozen=True)
+class DecideTables:
+    admitted: str
+    decisions: str
+    actions: str
+    audit: str
+    ledger: str
+    receipts: str
+    apps: str
+
+    @classmethod
+    def from_root(cls, root: str) -> "DecideTables":
+        loc = lambda name: catalog.location(root, name)  # noqa: E731
+        return cls(loc("bronze.admitted_events"), loc("decision.decisions"), loc("decision.actions"),
+                   loc("decision.audit"), loc("decision.action_ledger"), loc("meta.decide_receipts"),
+                   loc(ckpt.APPS_TABLE))
+
+
+def checkpoint_location(settings: Settings) -> str:
+    return f"{settings.checkpoints_root.rstrip('/')}/decide"
+
+
+# ---- pure shaping ---------------------------------------------------------------------------------
+
+def with_context(frame: DataFrame, context: dict) -> DataFrame:
+    """Stamp rows with the batch's lineage: run, app, batch, source range, certified feature versions."""
+    versions = F.create_map(*[part for table, version in sorted(context["feature_versions"].items())
+                              for part in (F.lit(table), F.lit(version).cast("long"))])
+    return frame.select(
+        "*", F.lit(context["run_id"]).alias("run_id"), F.lit(context["app_id"]).alias("app_id"),
+        F.lit(context["batch_id"]).cast("long").alias("batch_id"), F.lit(context["source_start"]).alias("source_start"),
+        F.lit(context["source_end"]).alias("source_end"), versions.alias("feature_versions"))
+
+
+def bad_identity(events: DataFrame) -> DataFrame:
+    """Events whose subject keys are placeholders or malformed (ingest never admits them)."""
+    condition = F.lit(False)
+    for field in IDENTITY_FIELDS:
+        condition = condition | placeholder_column(F.col(field)) | malformed_identity_column(F.col(field))
+    return events.where(condition)
+
+
+def tally(rows: list, key: str) -> dict[str, int]:
+    return {row[key]: row["n"] for row in rows}
+
+
+# ---- the foreachBatch function --------------------------------------------------------------------
+
+class DecideBatchWriter(query.BatchFunction):
+    def __init__(self, paths: DecideTables, tables_root: str, run_id: str, identity: ckpt.CheckpointIdentity,
+                 decision: DecisionConfig, pg_params: dict):
+        self.paths, self.tables_root, self.run_id, self.identity = paths, tables_root, run_id, identity
+        self.decision, self.pg_params = decision, pg_params
+
+    def write(self, batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        ckpt.claim_batch(spark, self.identity.checkpoint, batch_id, self.run_id)
+        with cached(batch) as events:
+            assert_explicit_identity(events, batch_id)
+            features, merchants = gate.certified(spark, self.tables_root, FEATURES), gate.certified(
+                spark, self.tables_root, MERCHANTS)
+            context = self._context(spark, batch_id, {FEATURES: features.version, MERCHANTS: merchants.version})
+            decided = policy.decide(events, policy.latest_per(features.frame, "account_id"),
+                                    policy.latest_per(merchants.frame, "merchant_id"), self.decision)
+            with cached(decided) as decisions:
+                with cached(policy.actions(decisions)) as actions:
+                    self._write_rows(decisions, actions, context)
+                    blocked = self._apply_blocks(actions, context)
+                    self._write_receipt(events, decisions, actions, blocked, context)
+        crash_if_requested("decide.before_commit", batch_id)
+
+    def _context(self, spark: SparkSession, batch_id: int, versions: dict[str, int]) -> dict:
+        start, end = ckpt.source_range(spark, self.identity.checkpoint, batch_id)
+        return {"run_id": self.run_id, "app_id": self.identity.app_id, "batch_id": batch_id, "source_start": start,
+                "source_end": end, "feature_versions": versions}
+
+    def _write_rows(self, decisions: DataFrame, actions: DataFrame, context: dict) -> None:
+        txn = (context["app_id"], context["batch_id"])
+        stamped = lambda frame, at: with_context(frame, context).withColumn(at, F.current_timestamp())  # noqa: E731
+        delta.append(stamped(decisions, "decided_at"), self.paths.decisions, "decision.decisions", self.run_id, txn=txn)
+        delta.append(stamped(actions, "created_at"), self.paths.actions, "decision.actions", self.run_id, txn=txn)
+        delta.append(stamped(policy.audit(decisions, actions), "recorded_at"), self.paths.audit, "decision.audit",
+                     self.run_id, txn=txn)
+
+    def _apply_blocks(self, actions: DataFrame, context: dict) -> int:
+        """The external effect first (idempotent on the action id), then the ledger that records it."""
+        blocks = [row.asDict() for row in actions.where(F.col("action_type") == policy.BLOCK_CARD).select(
+            "action_id", "decision_id", "card_id", "account_id", "reason").collect()]
+        if not blocks:
+            return 0
+        with connect(self.pg_params, application_name="ledgerlane-decide") as conn:
+            applied = card_controls.block_cards(conn, [{**b, "run_id": self.run_id} for b in blocks])
+        crash_if_requested("decide.after_effects", context["batch_id"])
+        rows = [(action_id, policy.BLOCK_CARD, "human_loop.card_controls", str(control_id))
+                for action_id, control_id in sorted(applied.items())]
+        ledger = actions.sparkSession.createDataFrame(rows, "action_id string, action_type string, effect_store string, "
+                                                            "effect_ref string")
+        frame = ledger.select("*", F.lit(context["run_id"]).alias("run_id"), F.lit(context["app_id"]).alias("app_id"),
+                              F.lit(context["batch_id"]).cast("long").alias("batch_id"),
+                              F.current_timestamp().alias("recorded_at"))
+        delta.append(frame, self.paths.ledger, "decision.action_ledger", self.run_id,
+                     txn=(context["app_id"], context["batch_id"]))
+        crash_if_requested("decide.after_ledger", context["batch_id"])
+        return len(rows)
+
+    def _write_receipt(self, events: DataFrame, decisions: DataFrame, actions: DataFrame, blocked: int,
+                       context: dict) -> None:
+        outcomes = decisions.groupBy("outcome").agg(F.count(F.lit(1)).alias("n")).collect()
+        kinds = actions.groupBy("action_type").agg(F.count(F.lit(1)).alias("n")).collect()
+        receipt = {**{k: context[k] for k in ("run_id", "app_id", "batch_id", "source_start", "source_end",
+                                             "feature_versions")},
+                   "policy_version": self.decision.policy_version, "policy_digest": self.decision.digest(),
+                   "events": events.count(), "decisions_by_outcome": tally(outcomes, "outcome"),
+                   "actions_by_type": tally(kinds, "action_type"), "cards_blocked": blocked, "written_at": None}
+        frame = events.sparkSession.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn(
+            "written_at", F.current_timestamp())
+        delta.append(frame, self.paths.receipts, "meta.decide_receipts", self.run_id,
+                     txn=(context["app_id"], context["batch_id"]))
+
+
+def assert_explicit_identity(events: DataFrame, batch_id: int) -> None:
+    """Fail closed: an admitted row with a placeholder subject key (written around ingest) is never decided."""
+    bad = bad_identity(events).select(*IDENTITY_FIELDS).limit(3).collect()
+    if bad:
+        shown = "; ".join(", ".join(f"{f}={row[f]!r}" for f in IDENTITY_FIELDS) for row in bad)
+        raise IdentityError(
+            f"batch {batch_id} of bronze.admitted_events holds events without explicit identity ({shown}); "
+            "ingest never admits such rows, so the table was written around it. Nothing of the batch was decided")
+
+
+# ---- running the stream ---------------------------------------------------------------------------
+
+def assert_policy_version_names_one_policy(spark: SparkSession, receipts_path: str, decision: DecisionConfig) -> None:
+    """The same policy version with other rules would make two behaviours indistinguishable in the audit."""
+    rows = (tables.read_or_empty(spark, receipts_path, RECEIPT_SCHEMA)
+            .where(F.col("policy_version") == decision.policy_version).select("policy_digest").distinct().collect())
+    digests = {row.policy_digest for row in rows}
+    if digests - {decision.digest()}:
+        raise IdempotencyConflict(
+            f"decision policy {decision.policy_version} was already used with other thresholds or weights "
+            f"(digest {', '.join(sorted(digests))}; now {decision.digest()}): give the changed policy a new "
+            "decision.policy_version")
+
+
+def source_table_id(spark: SparkSession, admitted: str) -> str:
+    from delta.tables import DeltaTable
+
+    return str(DeltaTable.forPath(spark, admitted).detail().first()["id"])
+
+
+def prior_receipts(spark: SparkSession, receipts_path: str, apps_path: str, table_id: str):
+    """Receipts already written by decide checkpoints bound to this admitted table (replaced-checkpoint check)."""
+    def describe_prior() -> str | None:
+        apps = (tables.read_or_empty(spark, apps_path, ckpt.APPS_SCHEMA)
+                .where((F.col("stream") == "decide") & F.col("binding").contains(table_id)).select("app_id"))
+        receipts = tables.read_or_empty(spark, receipts_path, RECEIPT_SCHEMA).join(apps, on="app_id", how="left_semi")
+        row = receipts.agg(F.count(F.lit(1)).alias("n"), F.sum("events").alias("events")).first()
+        return f"{row['n']} batches ({row['events']} events) were already decided" if row["n"] else None
+    return describe_prior
+
+
+def decide(spark: SparkSession, settings: Settings, run_id: str, *, until_caught_up: bool = True,
+           trigger_seconds: int = 2, progress=lambda _: None) -> dict:
+    """Decide every admitted event not decided yet (availableNow), or keep deciding (processing time)."""
+    run_id = assert_run_id(run_id)
+    paths, decision = DecideTables.from_root(settings.tables_root), settings.decision
+    if not tables.exists(spark, paths.admitted):
+        raise LedgerlaneError(f"nothing to decide: {paths.admitted} does not exist yet (run ingest first)")
+    for table in (FEATURES, MERCHANTS):   # no PASS at all: stop before deciding on nothing
+        gate.certified(spark, settings.tables_root, table)
+    assert_policy_version_names_one_policy(spark, paths.receipts, decision)
+    checkpoint = checkpoint_location(settings)
+    table_id = source_table_id(spark, paths.admitted)
+    with query.exclusive(checkpoint):
+        for name in ckpt.remove_orphan_checksums(spark, checkpoint):
+            progress(f"removed {name}: the checksum of a file that no longer exists")
+        identity = ckpt.ensure_identity(spark, checkpoint, apps_path=paths.apps, receipts_path=paths.receipts,
+                                        run_id=run_id, stream="decide", binding={"source_table_id": table_id},
+                                        prior_work=prior_receipts(spark, paths.receipts, paths.apps, table_id))
+        ckpt.assert_pending_batch_is_ours(spark, checkpoint, run_id)
+        writer = DecideBatchWriter(paths, settings.tables_root, run_id, identity, decision, postgres_params(settings))
+        stream = (spark.readStream.format("delta").option("maxFilesPerTrigger", decision.max_files_per_trigger)
+                  .load(paths.admitted).writeStream.foreachBatch(writer)
+                  .option("checkpointLocation", checkpoint).queryName(f"decide-{run_id}"))
+        stream = (stream.trigger(availableNow=True) if until_caught_up
+                  else stream.trigger(processingTime=f"{trigger_seconds} seconds"))
+        progress(f"deciding under policy {decision.policy_version} (app id {identity.app_id})")
+        started = time.monotonic()
+        query.run_to_end(spark, stream.start, checkpoint, writer)
+    return summarize(spark, paths, run_id, identity.app_id, time.monotonic() - started)
+
+
+def summarize(spark: SparkSession, paths: DecideTables, run_id: str, app_id: str, seconds: float) -> dict:
+    receipts = tables.read_or_empty(spark, paths.receipts, RECEIPT_SCHEMA).where(F.col("run_id") == run_id)
+    rows = receipts.collect()
+    outcomes: dict[str, int] = {}
+    actions: dict[str, int] = {}
+    for row in rows:
+        for key, value in (row.decisions_by_outcome or {}).items():
+            outcomes[key] = outcomes.get(key, 0) + value
+        for key, value in (row.actions_by_type or {}).items():
+            actions[key] = actions.get(key, 0) + value
+    return {"run_id": run_id, "app_id": app_id, "batches": len(rows), "events": sum(r.events for r in rows),
+            "decisions_by_outcome": outcomes, "actions_by_type": actions,
+            "cards_blocked": sum(r.cards_blocked for r in rows), "seconds": round(seconds, 2)}
+
+
+def describe(summary: dict) -> str:
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary["decisions_by_outcome"].items())) or "none"
+    acts = ", ".join(f"{k} {v}" for k, v in sorted(summary["actions_by_type"].items())) or "none"
+    return (f"decide run {summary['run_id']}: {summary['batches']} batches, {summary['events']} events decided "
+            f"({outcomes}); actions: {acts}; {summary['cards_blocked']} card blocks in effect")
+
+
+def _run(ctx: JobContext, args: dict) -> dict:
+    return decide(ctx.spark, ctx.settings, args["run_id"], until_caught_up=args["until_caught_up"],
+                  trigger_seconds=args["trigger_seconds"], progress=ctx.progress)
+
+
+JOB = Job(
+    name="decide", group="stream", module="streaming.decide", streaming=True, run=_run, describe=describe,
+    summary="Admitted events -> decisions, actions and audit under the versioned policy; card blocks take "
+            "effect once (exit 7 while a feature product has no PASS).",
+    options=(
+        RUN_ID,
+        Option("--until-caught-up", "Decide everything admitted so far, then exit.", is_flag=True),
+        Option("--trigger-seconds", "Micro-batch interval when running continuously.", parse=int_between(1, 3600),
+               default=2, metavar="SECONDS"),
+    ),
+)
+
+
+if __name__ == "__main__":
+    sys.exit(JOB.main())
