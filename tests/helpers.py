@@ -88,3 +88,45 @@ def delete_records_before(bootstrap: str, topic: str, offsets: dict[int, int]) -
     futures = client.delete_records([TopicPartition(topic, p, o) for p, o in offsets.items()])
     for future in futures.values():
         future.result(timeout=30)
+
+
+HUMAN_LOOP_TABLES = ("label_events", "cases", "case_events")
+
+
+def human_loop_counts(params: dict) -> dict[str, int]:
+    """Row counts of the append-only human-loop tables (as the admin), to prove a refusal stored nothing."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(**params) as conn:
+        return {name: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier("human_loop", name)))
+                .fetchone()[0] for name in HUMAN_LOOP_TABLES}
+
+
+def cli_invoker(config: Path, home: Path):
+    """``invoke(capsys, *args)`` runs ``ledgerlane --home H --config C args`` in-process: (code, stdout, stderr)."""
+    from common.cli import main
+
+    def invoke(capsys, *args: str) -> tuple[int, str, str]:
+        code = main(["--home", str(home), "--config", str(config), *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return invoke
+
+
+def add_label_args(*extra: str) -> tuple[str, ...]:
+    """``labels add`` for a new account with the usual label and actor; ``extra`` adds options."""
+    return ("labels", "add", "--account", unique("acct"), "--label", "fraud", "--actor", "analyst-3", *extra)
+
+
+def assert_refused(result: tuple[int, str, str], exit_code: int, *fragments: str) -> str:
+    """A refusal as a person sees it: the exit code, one paragraph on stderr naming each fragment, no trace."""
+    code, out, err = result
+    assert code == exit_code, err
+    assert "Traceback" not in out + err and "unexpected" not in err, err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in {err!r}"
+    return err
+

@@ -24,6 +24,7 @@ Source = Literal["analyst", "chargeback", "customer", "case_review"]
 LABELS: tuple[str, ...] = get_args(Label)
 SOURCES: tuple[str, ...] = get_args(Source)
 MAX_NOTE = 2000
+MAX_ID = 2**63 - 1  # label_event_id is a PostgreSQL bigint
 
 # What a client states; the key's content is exactly these fields.
 CONTENT_FIELDS = ("account_id", "event_id", "label", "source", "actor", "observed_at", "corrects_label_event_id", "note")
@@ -44,7 +45,7 @@ class LabelEventIn(BaseModel):
     source: Source
     actor: str
     observed_at: AwareDatetime
-    corrects_label_event_id: int | None = Field(default=None, ge=1)
+    corrects_label_event_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     note: str = Field(default="", max_length=MAX_NOTE)
 
     @field_validator("idempotency_key", "account_id", "actor")
