@@ -130,3 +130,12 @@ def assert_refused(result: tuple[int, str, str], exit_code: int, *fragments: str
         assert fragment in err, f"{fragment!r} not in {err!r}"
     return err
 
+
+def migrations_up_to(version: int, folder: Path) -> Path:
+    """A copy of the migrations folder holding only V001..V<version>: a database as it was before later ones."""
+    from common.db import migrate
+
+    folder.mkdir()
+    for path in sorted(migrate.default_folder().glob("V*.sql"))[:version]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder

@@ -66,7 +66,9 @@ def group() -> None:
 @pass_app
 def add_command(app: AppContext, idempotency_key: str | None, as_json: bool, **fields) -> None:
     """Record one label; the same content again is a no-op, the same --key with other content an error."""
-    fields["observed_at"] = parse_time(fields["observed_at"], "--observed-at")
+    now = datetime.now(timezone.utc)
+    fields["observed_at"] = repo.assert_observed_at(
+        "--observed-at", parse_time(fields["observed_at"], "--observed-at"), now=now)
     key = idempotency_key or f"lbl-{uuid.uuid5(KEY_NAMESPACE, repr(sorted(fields.items())))}"
     event = build_model(repo.LabelEventIn, {"idempotency_key": key, **fields}, names=ADD_OPTIONS)
     with connect(postgres_params(app.settings)) as conn:

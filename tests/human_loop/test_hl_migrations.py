@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 
@@ -10,6 +11,9 @@ import pytest
 
 from common.db import migrate
 from common.errors import ConfigError, IdempotencyConflict
+
+HEAD = len(migrate.discover())
+NEXT = f"V{HEAD + 1:03d}"  # the version a new migration file would take
 
 
 @pytest.fixture
@@ -28,9 +32,10 @@ def test_discover_finds_contiguous_versions_with_sha256_checksums():
 
 
 def test_discover_refuses_a_gap_in_versions(migrations_copy):
-    (migrations_copy / "V007__later.sql").write_text("select 1;", encoding="utf-8")
+    (migrations_copy / f"V{HEAD + 3:03d}__later.sql").write_text("select 1;", encoding="utf-8")
+    numbered = list(range(1, HEAD + 1))
 
-    with pytest.raises(ConfigError, match=r"must be numbered \[1, 2, 3, 4\], found \[1, 2, 3, 7\]"):
+    with pytest.raises(ConfigError, match=re.escape(f"must be numbered {numbered + [HEAD + 1]}, found {numbered + [HEAD + 3]}")):
         migrate.discover(migrations_copy)
 
 
@@ -61,7 +66,7 @@ def test_changed_applied_file_is_refused_and_nothing_runs(new_database, migratio
     migrate.migrate(params, folder=migrations_copy)
     v002 = migrations_copy / "V002__append_only_guards.sql"
     v002.write_text(v002.read_text(encoding="utf-8") + "\n-- edited after release\n", encoding="utf-8")
-    (migrations_copy / "V004__new_table.sql").write_text("create table human_loop.extra (x int);", encoding="utf-8")
+    (migrations_copy / f"{NEXT}__new_table.sql").write_text("create table human_loop.extra (x int);", encoding="utf-8")
 
     with pytest.raises(IdempotencyConflict, match=r"V002__append_only_guards was applied with checksum .* applied migrations are immutable"):
         migrate.migrate(params, folder=migrations_copy)
@@ -69,22 +74,22 @@ def test_changed_applied_file_is_refused_and_nothing_runs(new_database, migratio
     with psycopg.connect(**params) as conn:
         assert conn.execute("select to_regclass('human_loop.extra')").fetchone()[0] is None
     state = migrate.status(params, folder=migrations_copy)
-    assert [v["state"] for v in state["versions"]] == ["applied", "drifted", "applied", "pending"]
+    assert [v["state"] for v in state["versions"]] == ["applied", "drifted"] + ["applied"] * (HEAD - 2) + ["pending"]
     assert state["at_head"] is False
 
 
 def test_database_ahead_of_the_code_is_refused(new_database, migrations_copy):
     params = new_database()
-    (migrations_copy / "V004__future.sql").write_text("select 1;", encoding="utf-8")
+    (migrations_copy / f"{NEXT}__future.sql").write_text("select 1;", encoding="utf-8")
     migrate.migrate(params, folder=migrations_copy)
 
-    with pytest.raises(IdempotencyConflict, match=r"V004__future is applied but no such file exists"):
+    with pytest.raises(IdempotencyConflict, match=rf"{NEXT}__future is applied but no such file exists"):
         migrate.migrate(params)
 
 
 def test_failed_migration_rolls_back_whole_version(new_database, migrations_copy):
     params = new_database()
-    (migrations_copy / "V004__broken.sql").write_text(
+    (migrations_copy / f"{NEXT}__broken.sql").write_text(
         "create table human_loop.half (x int);\nselect no_such_function();", encoding="utf-8"
     )
 
@@ -93,13 +98,13 @@ def test_failed_migration_rolls_back_whole_version(new_database, migrations_copy
 
     with psycopg.connect(**params) as conn:
         assert conn.execute("select to_regclass('human_loop.half')").fetchone()[0] is None
-        assert conn.execute("select max(version) from public.schema_migrations").fetchone()[0] == 3
+        assert conn.execute("select max(version) from public.schema_migrations").fetchone()[0] == HEAD
 
 
 def test_concurrent_runs_are_serialised_and_apply_each_version_once(new_database, migrations_copy):
     params = new_database()
     # A slow version makes the overlap certain: the second runner must wait on the advisory lock.
-    (migrations_copy / "V004__slow.sql").write_text("select pg_sleep(0.5);", encoding="utf-8")
+    (migrations_copy / f"{NEXT}__slow.sql").write_text("select pg_sleep(0.5);", encoding="utf-8")
     results, errors = [], []
 
     def run() -> None:
@@ -115,6 +120,6 @@ def test_concurrent_runs_are_serialised_and_apply_each_version_once(new_database
         thread.join(timeout=60)
 
     assert errors == []
-    assert sorted(len(r["applied"]) for r in results) == [0, 4]
+    assert sorted(len(r["applied"]) for r in results) == [0, HEAD + 1]
     with psycopg.connect(**params) as conn:
-        assert conn.execute("select count(*) from public.schema_migrations").fetchone()[0] == 4
+        assert conn.execute("select count(*) from public.schema_migrations").fetchone()[0] == HEAD + 1
