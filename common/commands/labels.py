@@ -84,8 +84,9 @@ def add_command(app: AppContext, idempotency_key: str | None, as_json: bool, **f
 @pass_app
 def import_command(app: AppContext, feed: Path, fmt: str | None, as_json: bool) -> None:
     """Import a chargeback feed (CSV or JSONL, see common/db/label_import.py); all or nothing, idempotent."""
+    rows = label_import.read_feed(feed, fmt)  # format and size are refused here, before connecting
     with connect(postgres_params(app.settings), application_name="ledgerlane-label-import") as conn:
-        report = label_import.import_labels(conn, label_import.read_feed(feed, fmt))
+        report = label_import.import_labels(conn, rows)
     emit({"feed": str(feed), **report}, as_json,
          f"{feed}: {report['rows']} records, {report['inserted']} new, {report['unchanged']} already recorded")
 
