@@ -60,4 +60,3 @@ def confirmed(spark: SparkSession, row, location: str) -> bool:
         return False
     return (result.get("status"), result.get("version"), result.get("location")) == (row["status"], row["version"],
                                                                                     location)
-    return [(r["version"], r["status"]) for r in rows]

@@ -8,6 +8,15 @@ from cli.context import AppContext, emit, pass_app
 from human_loop import cases as repo
 from human_loop.connection import connect
 from common.endpoints import postgres_params
+from common.identity import assert_identity
+
+
+def assert_event_options(actor: str, body_option: str, body: str, key: str | None) -> None:
+    """Refuse what the database would, before connecting, naming the option and its bound."""
+    assert_identity("--actor", actor)
+    repo.assert_body(body_option, body)
+    if key is not None:
+        assert_identity("--key", key)
 
 
 def case_line(case: dict) -> str:
@@ -53,26 +62,30 @@ def show_command(app: AppContext, case_id: str, as_json: bool) -> None:
 @group.command("note")
 @click.argument("case_id")
 @click.option("--actor", required=True)
-@click.option("--text", required=True)
+@click.option("--text", required=True, help=f"At most {repo.MAX_BODY:,} characters.")
 @click.option("--key", default=None, help="Idempotency key (default: derived from case, actor and text).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def note_command(app: AppContext, case_id: str, actor: str, text: str, key: str | None, as_json: bool) -> None:
     """Add a note to a case (open or closed)."""
+    case_uuid = repo.parse_case_id(case_id)
+    assert_event_options(actor, "--text", text, key)
     with connect(postgres_params(app.settings)) as conn:
-        event = repo.add_note(conn, repo.parse_case_id(case_id), actor, text, key)
+        event = repo.add_note(conn, case_uuid, actor, text, key)
     emit(event, as_json, f"note #{event['case_event_id']} on case {event['case_id']}")
 
 
 @group.command("close")
 @click.argument("case_id")
 @click.option("--actor", required=True)
-@click.option("--reason", required=True)
+@click.option("--reason", required=True, help=f"At most {repo.MAX_BODY:,} characters.")
 @click.option("--key", default=None, help="Idempotency key (default: derived from case, actor and reason).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def close_command(app: AppContext, case_id: str, actor: str, reason: str, key: str | None, as_json: bool) -> None:
     """Close a case; closing a closed case reports the event that closed it."""
+    case_uuid = repo.parse_case_id(case_id)
+    assert_event_options(actor, "--reason", reason, key)
     with connect(postgres_params(app.settings)) as conn:
-        event = repo.close_case(conn, repo.parse_case_id(case_id), actor, reason, key)
+        event = repo.close_case(conn, case_uuid, actor, reason, key)
     emit(event, as_json, f"case {event['case_id']} closed by {event['actor']} (event #{event['case_event_id']})")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from common.bounds import build_model, shown
 from cli.context import AppContext, emit, pass_app
 from human_loop import label_import
 from human_loop import labels as repo
@@ -16,6 +17,10 @@ from common.endpoints import postgres_params
 from common.errors import ConfigError
 
 KEY_NAMESPACE = uuid.UUID("8f1b7a3e-2c64-4d2a-9e55-3b7c0d9f6a21")
+# What a person typed for each field of a label, so a refusal names the option.
+ADD_OPTIONS = {"idempotency_key": "--key", "account_id": "--account", "event_id": "--event", "label": "--label",
+               "source": "--source", "actor": "--actor", "observed_at": "--observed-at",
+               "corrects_label_event_id": "--corrects", "note": "--note"}
 
 
 def parse_time(text: str, option: str) -> datetime:
@@ -27,7 +32,9 @@ def parse_time(text: str, option: str) -> datetime:
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise ConfigError(f"{option} must be an ISO-8601 time with a UTC offset such as 2025-01-31T12:00:00Z, found {text!r}")
+        raise ConfigError(
+            f"{option} must be an ISO-8601 time with a UTC offset such as 2025-01-31T12:00:00Z, found {shown(text)}"
+        )
     return moment
 
 
@@ -51,16 +58,19 @@ def group() -> None:
 @click.option("--observed-at", required=True,
               help="When the label was true: ISO-8601 with offset, or 'now' (each run of 'now' is a new time, "
                    "so only an explicit time makes a repeated command a no-op).")
-@click.option("--corrects", "corrects_label_event_id", type=int, default=None, help="label_event_id this one corrects.")
-@click.option("--note", default="")
+@click.option("--corrects", "corrects_label_event_id", type=int, default=None,
+              help=f"label_event_id this one corrects (1 to {repo.MAX_ID}).")
+@click.option("--note", default="", help=f"Free text, at most {repo.MAX_NOTE} characters.")
 @click.option("--key", "idempotency_key", default=None, help="Idempotency key (default: derived from the content).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def add_command(app: AppContext, idempotency_key: str | None, as_json: bool, **fields) -> None:
     """Record one label; the same content again is a no-op, the same --key with other content an error."""
-    fields["observed_at"] = parse_time(fields["observed_at"], "--observed-at")
+    now = datetime.now(timezone.utc)
+    fields["observed_at"] = repo.assert_observed_at(
+        "--observed-at", parse_time(fields["observed_at"], "--observed-at"), now=now)
     key = idempotency_key or f"lbl-{uuid.uuid5(KEY_NAMESPACE, repr(sorted(fields.items())))}"
-    event = repo.LabelEventIn(idempotency_key=key, **fields)
+    event = build_model(repo.LabelEventIn, {"idempotency_key": key, **fields}, names=ADD_OPTIONS)
     with connect(postgres_params(app.settings)) as conn:
         stored = repo.add_label(conn, event)
     emit(stored.model_dump(mode="json"), as_json, label_line(stored))
@@ -73,9 +83,10 @@ def add_command(app: AppContext, idempotency_key: str | None, as_json: bool, **f
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def import_command(app: AppContext, feed: Path, fmt: str | None, as_json: bool) -> None:
-    """Import a chargeback feed (CSV or JSONL, see common/db/label_import.py); all or nothing, idempotent."""
+    """Import a chargeback feed (CSV or JSONL, see human_loop/label_import.py); all or nothing, idempotent."""
+    rows = label_import.read_feed(feed, fmt)  # format and size are refused here, before connecting
     with connect(postgres_params(app.settings), application_name="ledgerlane-label-import") as conn:
-        report = label_import.import_labels(conn, label_import.read_feed(feed, fmt))
+        report = label_import.import_labels(conn, rows)
     emit({"feed": str(feed), **report}, as_json,
          f"{feed}: {report['rows']} records, {report['inserted']} new, {report['unchanged']} already recorded")
 

@@ -11,6 +11,7 @@ import re
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from common.bounds import shown
 from common.errors import IdentityError
 
 # Letters, digits and a few separators; 3..64 characters. Rules out whitespace, quotes, control
@@ -48,9 +49,9 @@ def is_valid_identity(value: object) -> bool:
 def assert_identity(field: str, value: object) -> str:
     """Raise IdentityError naming the field and showing the refused value."""
     if is_placeholder(value):
-        raise IdentityError(f"{field} must be an explicit identifier, found placeholder {value!r}")
+        raise IdentityError(f"{field} must be an explicit identifier, found placeholder {shown(value)}")
     if not _ID_RE.fullmatch(value):
-        raise IdentityError(f"{field} must match {ID_PATTERN}, found {value!r}")
+        raise IdentityError(f"{field} must match {ID_PATTERN} (3 to 64 characters), found {shown(value)}")
     return value
 
 

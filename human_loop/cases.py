@@ -15,6 +15,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from common.bounds import assert_text, shown
 from common.errors import IdempotencyConflict, IdentityError
 from common.identity import assert_identity
 from common.run import RUN_ID_PATTERN
@@ -28,6 +29,8 @@ EVENT_FIELDS = ("case_id", "idempotency_key", "kind", "actor", "body")
 CASES = sql.Identifier("human_loop", "cases")
 CASE_EVENTS = sql.Identifier("human_loop", "case_events")
 CASE_WORKER = "case-worker"
+MAX_REASON = 2000  # cases.reason CHECK in V001
+MAX_BODY = 10_000  # case_events.body CHECK in V001: a note's text, a closing reason
 
 
 class OpenCaseAction(BaseModel):
@@ -39,7 +42,7 @@ class OpenCaseAction(BaseModel):
     account_id: str
     event_id: str | None = None
     decision_id: str | None = None
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=MAX_REASON)
     run_id: str = Field(pattern=RUN_ID_PATTERN.pattern)
     opened_at: AwareDatetime
 
@@ -95,9 +98,7 @@ def record_event(
 ) -> dict[str, Any]:
     """Append one case event, idempotent on its key (same key, other content: IdempotencyConflict)."""
     values = {"case_id": case_id, "idempotency_key": assert_identity("idempotency_key", idempotency_key),
-              "kind": kind, "actor": assert_identity("actor", actor), "body": body}
-    if "\x00" in body:
-        raise IdentityError("case event body must not contain NUL characters")
+              "kind": kind, "actor": assert_identity("actor", actor), "body": assert_body("body", body)}
     with conn.cursor(row_factory=dict_row) as cur:
         try:
             row = cur.execute(_insert_returning(CASE_EVENTS, EVENT_FIELDS, "idempotency_key"), values).fetchone()
@@ -108,6 +109,11 @@ def record_event(
         ).fetchone()
     _assert_same(f"idempotency key {idempotency_key!r}", row, values, EVENT_FIELDS)
     return row
+
+
+def assert_body(name: str, body: str) -> str:
+    """A case event's text: what the database's CHECK allows (MAX_BODY characters), without NUL."""
+    return assert_text(name, body, max_chars=MAX_BODY)
 
 
 def _assert_same(what: str, stored: dict[str, Any], incoming: dict[str, Any], fields: tuple[str, ...]) -> None:
@@ -185,4 +191,4 @@ def parse_case_id(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
     except (ValueError, AttributeError, TypeError):
-        raise IdentityError(f"case id must be a UUID, found {text!r}") from None
+        raise IdentityError(f"case id must be a UUID, found {shown(text)}") from None

@@ -8,7 +8,7 @@ event whose ``corrects_label_event_id`` points at an earlier event about the sam
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, get_args
 
 import psycopg
@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from common.errors import IdempotencyConflict, IdentityError
+from common.errors import ConfigError, IdempotencyConflict, IdentityError
 from common.identity import assert_identity
 
 Label = Literal["fraud", "legitimate", "suspicious"]
@@ -24,6 +24,11 @@ Source = Literal["analyst", "chargeback", "customer", "case_review"]
 LABELS: tuple[str, ...] = get_args(Label)
 SOURCES: tuple[str, ...] = get_args(Source)
 MAX_NOTE = 2000
+MAX_ID = 2**63 - 1  # label_event_id is a PostgreSQL bigint
+# observed_at bounds, enforced by the database too: the floor by V005, the ceiling (relative to
+# recorded_at) by V001. Before 1970 no fraud label is plausible, and year-1 times break PySpark readers.
+OBSERVED_FLOOR = datetime(1970, 1, 1, tzinfo=timezone.utc)
+CLOCK_SKEW = timedelta(minutes=5)
 
 # What a client states; the key's content is exactly these fields.
 CONTENT_FIELDS = ("account_id", "event_id", "label", "source", "actor", "observed_at", "corrects_label_event_id", "note")
@@ -44,7 +49,7 @@ class LabelEventIn(BaseModel):
     source: Source
     actor: str
     observed_at: AwareDatetime
-    corrects_label_event_id: int | None = Field(default=None, ge=1)
+    corrects_label_event_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     note: str = Field(default="", max_length=MAX_NOTE)
 
     @field_validator("idempotency_key", "account_id", "actor")
@@ -71,6 +76,17 @@ class LabelEventIn(BaseModel):
 class StoredLabel(LabelEventIn):
     label_event_id: int
     recorded_at: datetime
+
+
+def assert_observed_at(name: str, moment: datetime, *, now: datetime) -> datetime:
+    """ConfigError unless ``OBSERVED_FLOOR <= moment <= now + CLOCK_SKEW``; ``name`` says where it was found."""
+    ceiling = now + CLOCK_SKEW
+    if not OBSERVED_FLOOR <= moment <= ceiling:
+        raise ConfigError(
+            f"{name} must lie between {OBSERVED_FLOOR:%Y-%m-%dT%H:%M:%SZ} and now + 5 minutes "
+            f"({ceiling.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}), found {moment.isoformat()}"
+        )
+    return moment
 
 
 def _columns(names: tuple[str, ...]) -> sql.Composed:
@@ -146,6 +162,19 @@ def explain_as_of(conn: psycopg.Connection, at: datetime, account_id: str | None
     query = sql.SQL("explain {}").format(_as_of_query(account_id))
     rows = conn.execute(query, {"at": at, "account_id": account_id}).fetchall()
     return "\n".join(row[0] for row in rows)
+
+
+def out_of_bounds_since(conn: psycopg.Connection, after_id: int, limit: int, shown: int) -> list[tuple[int, str]]:
+    """``(label_event_id, observed_at in UTC as text)`` of at most ``shown`` of the ``limit`` events after
+    ``after_id`` whose observed_at breaks the bounds (rows stored before V005 may). Text, because such a
+    time may not even load into Python."""
+    query = sql.SQL(
+        "select label_event_id, (observed_at at time zone 'UTC')::text from ("
+        "select label_event_id, observed_at, recorded_at from {table} where label_event_id > %s "
+        "order by label_event_id limit %s) batch "
+        "where observed_at < %s or observed_at > recorded_at + %s order by label_event_id limit %s"
+    ).format(table=TABLE)
+    return conn.execute(query, (after_id, limit, OBSERVED_FLOOR, CLOCK_SKEW, shown)).fetchall()
 
 
 def since(conn: psycopg.Connection, after_id: int, limit: int) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from human_loop.connection import APP_ROLE, connect
 from common.errors import LedgerlaneError
 
 APPEND_ONLY_TABLES = ("cases", "case_events", "label_events", "card_controls")
-# trigger name -> table: the guards V002 and V004 create (each must call human_loop.reject_mutation).
+# trigger name -> table: the guards V002 and V004 (card controls) create (each must call human_loop.reject_mutation).
 GUARDS = {
     f"{table}_{suffix}": table for table in APPEND_ONLY_TABLES for suffix in ("append_only", "no_truncate")
 }

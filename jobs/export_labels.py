@@ -3,6 +3,9 @@
     spark-submit jobs/export_labels.py --run-id r-20250101T000000Z-abc123
     ledgerlane job export-labels --run-id r-20250101T000000Z-abc123
 
+Fail closed: a label event whose observed_at breaks the bounds (stored before migration V005 made the
+database refuse it) is never copied; the run refuses, naming the ids, and commits nothing.
+
 Incremental: the watermark is the highest ``label_event_id`` already in Delta (ids become visible in
 commit order, see migration V002), so each run copies only what is new. Idempotent: the append
 carries ``txnAppId`` = export-labels-<database instance> and ``txnVersion`` = the highest id it
@@ -15,6 +18,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import psycopg
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
@@ -26,12 +30,13 @@ from human_loop import labels as label_repo
 from human_loop.connection import connect
 from human_loop.heartbeats import heartbeat
 from common.endpoints import postgres_params
-from common.errors import IdempotencyConflict
+from common.errors import IdempotencyConflict, StateDrift
 from common.run import assert_run_id
 
 TABLE = "labels.label_events"
 WORKER = "export-labels"
 DEFAULT_MAX_ROWS = 1_000_000
+SHOWN = 20
 SCHEMA = StructType([
     StructField("label_event_id", LongType(), False),
     StructField("idempotency_key", StringType(), False),
@@ -75,14 +80,32 @@ def watermark(spark: SparkSession, path: str, instance: str) -> int:
     return int(seen[0]["high"]) if seen else 0
 
 
+def assert_exportable(conn: psycopg.Connection, after_id: int, limit: int) -> None:
+    """StateDrift naming the events of this batch whose observed_at Delta readers cannot be trusted with."""
+    bad = label_repo.out_of_bounds_since(conn, after_id, limit, SHOWN + 1)
+    if not bad:
+        return
+    listed = ", ".join(f"#{event_id} ({observed} UTC)" for event_id, observed in bad[:SHOWN])
+    more = ", and more" if len(bad) > SHOWN else ""
+    raise StateDrift(
+        f"refusing to export label events with observed_at outside {label_repo.OBSERVED_FLOOR:%Y-%m-%dT%H:%M:%SZ} "
+        f"to recorded_at + 5 minutes: {listed}{more}. Nothing was copied into {TABLE}. Such rows predate "
+        "migration V005, which makes the database refuse them; they stay in PostgreSQL, which is append-only, and "
+        "stop the export until they are dealt with (see docs/human_loop.md, Export to Delta)."
+    )
+
+
 def export(spark: SparkSession, settings: Settings, run_id: str, *, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, Any]:
     """Copy the label events past the watermark (at most ``max_rows``), then beat the heartbeat."""
     run_id = assert_run_id(run_id)
     path = catalog.location(settings.tables_root, TABLE)
     params = postgres_params(settings)
     with connect(params, application_name="ledgerlane-export-labels") as conn:
+        # One snapshot for the check and the copy, so the copy reads exactly the rows the check saw.
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         instance = source_instance(conn)
         before = watermark(spark, path, instance)
+        assert_exportable(conn, before, max_rows)
         rows = label_repo.since(conn, before, max_rows)
     after = rows[-1]["label_event_id"] if rows else before
     if rows:

@@ -118,3 +118,54 @@ def drop_database(admin: dict, name: str) -> None:
 
     with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+HUMAN_LOOP_TABLES = ("label_events", "cases", "case_events")
+
+
+def human_loop_counts(params: dict) -> dict[str, int]:
+    """Row counts of the append-only human-loop tables (as the admin), to prove a refusal stored nothing."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(**params) as conn:
+        return {name: conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier("human_loop", name)))
+                .fetchone()[0] for name in HUMAN_LOOP_TABLES}
+
+
+def cli_invoker(config: Path, home: Path):
+    """``invoke(capsys, *args)`` runs ``ledgerlane --home H --config C args`` in-process: (code, stdout, stderr)."""
+    from cli.main import main
+
+    def invoke(capsys, *args: str) -> tuple[int, str, str]:
+        code = main(["--home", str(home), "--config", str(config), *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return invoke
+
+
+def add_label_args(*extra: str) -> tuple[str, ...]:
+    """``labels add`` for a new account with the usual label and actor; ``extra`` adds options."""
+    return ("labels", "add", "--account", unique("acct"), "--label", "fraud", "--actor", "analyst-3", *extra)
+
+
+def assert_refused(result: tuple[int, str, str], exit_code: int, *fragments: str) -> str:
+    """A refusal as a person sees it: the exit code, one paragraph on stderr naming each fragment, no trace."""
+    code, out, err = result
+    assert code == exit_code, err
+    assert "Traceback" not in out + err and "unexpected" not in err, err
+    assert err.startswith("error: ") and err.strip().count("\n") == 0, err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in {err!r}"
+    return err
+
+
+def migrations_up_to(version: int, folder: Path) -> Path:
+    """A copy of the migrations folder holding only V001..V<version>: a database as it was before later ones."""
+    from human_loop import migrate
+
+    folder.mkdir()
+    for path in sorted(migrate.default_folder().glob("V*.sql"))[:version]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder

@@ -7,7 +7,7 @@ password from an environment variable, as production does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +57,21 @@ def hl_settings_for(write_config, ledgerlane_home) -> Callable[..., object]:
         return load_settings(path=write_config(params, tables_root=tables_root), home=ledgerlane_home)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def hl_run(write_config, ledgerlane_home) -> Callable[..., tuple[int, str, str]]:
+    """``hl_run(capsys, *args)``: ``ledgerlane --config <scratch database> args`` in this process."""
+    from helpers import cli_invoker
+
+    return cli_invoker(write_config(), ledgerlane_home)
+
+
+@pytest.fixture
+def hl_unchanged(hl_db) -> Iterator[None]:
+    """Asserts, after the test, that no human-loop table of the shared scratch database gained or lost a row."""
+    from helpers import human_loop_counts
+
+    before = human_loop_counts(hl_db)
+    yield
+    assert human_loop_counts(hl_db) == before
