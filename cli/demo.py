@@ -1,15 +1,18 @@
-"""The end-to-end demo on embedded defaults: services, migrations, simulated traffic, governed ingest,
-chargeback labels in PostgreSQL and their export to Delta, then every data product built, certified by
-its suite (the default certify engine) and read back through the certification gate.
+"""The end-to-end demo on embedded defaults, the README's main command: it ends in verdicts.
 
-    ledgerlane demo [--events 5000] [--seed 7]
+    ledgerlane demo [--events 3000] [--seed 7] [--json]
 
-Running it twice with the same seed shows idempotency: the second run admits nothing new and counts
-every record as a duplicate; the label import is a no-op.
+Services up; simulated card traffic (duplicates, conflicts, bad records) onto the topic; run 1 (ingest,
+labels, products, decisions, cases, closure); then what people and banks do between runs: analysts
+label the cases run 1 opened and close them, and chargebacks arrive late for run 1's frauds, all from
+the simulator's ground truth; more traffic; run 2, whose products and decisions use those labels.
+It prints each run's verdict, its evidence folder and its HTML report, and which services it left
+running. Run it again with the same seed: nothing is admitted twice, and both new runs still close.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,125 +21,130 @@ from typing import Callable
 import click
 
 from cli.context import AppContext, emit, pass_app
-from common.edge import progress_printer
 from common.config import Settings
+from common.edge import progress_printer
 from common.endpoints import postgres_params
-from common.run import assert_run_id, new_run_id
-from services import manager
+from common.run import new_run_id
 from common.spark import build_session
+from services import manager
 
 Progress = Callable[[str], None]
-
-
-def prepare(settings: Settings, run_id: str, progress: Progress) -> dict:
-    from human_loop.migrate import migrate
-
-    progress("starting Kafka and PostgreSQL")
-    manager.up(settings.home, settings.cache, progress=progress)
-    progress("migrating the human-loop database")
-    return migrate(postgres_params(settings), run_id=run_id)
+ANALYST = "analyst-demo"
+MAX_EVENTS = 1_000_000
 
 
 def traffic(settings: Settings, events: int, seed: int, start: datetime, progress: Progress) -> dict:
-    from common.simulator.producer import simulate
+    from simulator.producer import simulate
 
-    progress(f"simulating {events} card transactions (seed {seed})")
+    progress(f"simulating {events:,} card transactions (seed {seed}) from {start:%Y-%m-%d}")
     return simulate(settings, events=events, seed=seed, duplicate_rate=0.02, conflict_rate=0.002, bad_rate=0.02,
-                    partitions=None, start=start).to_dict()
+                    partitions=None, start=start, days=3).to_dict()
 
 
-def chargebacks(settings: Settings, ground_truth: str, progress: Progress) -> dict:
+def truth_of(ground_truth: str) -> dict[str, dict]:
+    with Path(ground_truth).open(encoding="utf-8") as handle:
+        return {row["event_id"]: row for row in map(json.loads, handle)}
+
+
+def analyst_labels(settings: Settings, run_id: str, truth: dict[str, dict], progress: Progress) -> dict:
+    """Analysts work the cases the run opened: a label from the ground truth, then the case is closed."""
+    from human_loop import cases, labels
+    from human_loop.connection import connect
+
+    progress("analysts label and close the cases the run opened")
+    labelled = 0
+    with connect(postgres_params(settings), application_name="ledgerlane-demo") as conn:
+        opened = [c for c in cases.list_cases(conn, status="open", limit=10_000) if c["run_id"] == run_id]
+        for case in opened:
+            fact = truth.get(case["event_id"] or "")
+            if fact is None:
+                continue
+            verdict = "fraud" if fact["is_fraud"] else "legitimate"
+            labels.add_label(conn, labels.LabelEventIn(
+                idempotency_key=f"analyst-{case['case_id']}", account_id=case["account_id"], event_id=case["event_id"],
+                label=verdict, source="analyst", actor=ANALYST, observed_at=datetime.fromisoformat(
+                    fact["event_time"].replace("Z", "+00:00"))))
+            cases.close_case(conn, case["case_id"], ANALYST, f"reviewed: {verdict}")
+            labelled += 1
+    return {"cases_reviewed": labelled}
+
+
+def late_chargebacks(settings: Settings, ground_truth: str, progress: Progress) -> dict:
     from human_loop import label_import
     from human_loop.connection import connect
 
-    progress("importing chargeback labels from the simulator's ground truth")
+    progress("chargebacks arrive late for the frauds of the first traffic")
     feed = Path(ground_truth).with_name(f"chargebacks-{Path(ground_truth).stem}.jsonl")
-    label_import.write_jsonl(label_import.chargebacks_from_ground_truth(label_import.read_jsonl(Path(ground_truth))), feed)
+    label_import.write_jsonl(label_import.chargebacks_from_ground_truth(label_import.read_jsonl(Path(ground_truth))),
+                             feed)
     with connect(postgres_params(settings), application_name="ledgerlane-demo") as conn:
         return label_import.import_labels(conn, label_import.read_feed(feed))
 
 
-def products(spark, settings: Settings, run_id: str, progress: Progress) -> dict:
-    """Build and certify every product of the run (a rerun of a fresh run does exactly that), then
-    read each one back through the certification gate."""
-    from checks.gate import read_certified
-    from checks.results import PASS
-    from products import product
-    from jobs import rerun
-    from jobs.batch_context import BatchContext
+def one_run(spark, settings: Settings, run_id: str, progress: Progress) -> dict:
+    from jobs import run
 
-    progress("building and certifying the data products")
-    outcomes = rerun.rerun(spark, BatchContext.from_settings(settings), run_id)["outcomes"]
-    return {name: {"version": o.get("version"), "verdict": o["state"], "rows": o.get("rows"),
-                   "readable_rows": read_certified(spark, settings.tables_root, product(name).table.name).count()
-                   if o["state"] == PASS else 0}
-            for name, o in outcomes.items()}
+    progress(f"run {run_id}")
+    summary = run.run(spark, settings, run_id, progress=progress)
+    close = summary["steps"].get("close", {})
+    return {"run_id": run_id, "verdict": summary["verdict"], "reasons": close.get("reasons", []),
+            "evidence": close.get("bundle"), "report": close.get("report"), "seconds": summary["seconds"],
+            "admitted": summary["steps"].get("ingest", {}).get("admitted")}
 
 
-def run(settings: Settings, *, events: int = 5000, seed: int = 7, run_id: str | None = None,
-        now: datetime | None = None, progress: Progress = lambda _: None) -> dict:
-    from jobs import export_labels
-    from streaming import ingest
-
-    run_id = run_id or new_run_id(now)
+def demo(settings: Settings, *, events: int = 3000, seed: int = 7, now: datetime | None = None,
+         progress: Progress = lambda _: None) -> dict:
+    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     began = time.monotonic()
-    start = (now or datetime.now(timezone.utc)) - timedelta(days=7)
-    summary = {"run_id": run_id, "migrations": prepare(settings, run_id, progress)}
-    summary["simulated"] = traffic(settings, events, seed, start, progress)
+    progress("starting Kafka and PostgreSQL")
+    manager.up(settings.home, settings.cache, progress=progress)
+    first_ids, second_ids = new_run_id(now), new_run_id(now + timedelta(seconds=1))
+    first = traffic(settings, events, seed, now - timedelta(days=7), progress)
     progress("starting Spark")
-    spark = build_session(settings, f"ledgerlane-demo-{run_id}")
-    progress("ingesting until caught up with the run basis")
-    summary["ingest"] = ingest.ingest(spark, settings, run_id, progress=progress)
-    summary["labels_imported"] = chargebacks(settings, summary["simulated"]["ground_truth"], progress)
-    progress("exporting label events to Delta")
-    summary["labels_exported"] = export_labels.export(spark, settings, run_id)
-    # A run that admitted nothing new (e.g. the same seed again) has no slice to build.
-    summary["products"] = products(spark, settings, run_id, progress) if summary["ingest"]["admitted"] else {}
-    summary["seconds"] = round(time.monotonic() - began, 1)
-    return summary
+    spark = build_session(settings, f"ledgerlane-demo-{first_ids}")
+    runs = [one_run(spark, settings, first_ids, progress)]
+    labels = {**analyst_labels(settings, first_ids, truth_of(first["ground_truth"]), progress),
+              "chargebacks": late_chargebacks(settings, first["ground_truth"], progress)}
+    second = traffic(settings, events, seed + 1, now - timedelta(days=4), progress)
+    runs.append(one_run(spark, settings, second_ids, progress))
+    return {"runs": runs, "simulated": [first, second], "labels": labels, "seconds": round(time.monotonic() - began, 1),
+            "services": {name: s.to_dict() for name, s in manager.status(settings.home).items()},
+            "home": str(settings.home)}
 
 
 def describe(summary: dict) -> str:
-    from streaming import ingest
-
-    sim, exported = summary["simulated"], summary["labels_exported"]
-    return "\n".join([
-        f"demo run {summary['run_id']} finished in {summary['seconds']} s",
-        f"  migrations   head {summary['migrations']['head']} (applied now: {summary['migrations']['applied'] or 'none'})",
-        f"  simulated    {sim['records']} records to {sim['topic']} ({sim['by_kind']}), {sim['events_per_s']} records/s",
-        ingest.describe(summary["ingest"]).replace("\n", "\n  ").join(["  ", ""]),
-        f"  labels       imported {summary['labels_imported']}",
-        f"  export       {exported['exported']} label events to Delta version {exported['delta_version']}",
-        *(product_lines(summary["products"]) or ["  products     none built: this run admitted no new events"]),
-    ])
-
-
-def product_lines(built: dict) -> list[str]:
-    return [f"  product      {name}: version {p['version']} {p['verdict']}, {p['rows']} rows built, "
-            f"{p['readable_rows']} readable through the gate" for name, p in built.items()]
+    lines = [f"demo finished in {summary['seconds']} s"]
+    for run in summary["runs"]:
+        lines.append(f"  run {run['run_id']}: {run['verdict']} ({run['admitted']} admitted, {run['seconds']} s)")
+        lines += [f"    - {reason}" for reason in run["reasons"]]
+        lines.append(f"    evidence {run['evidence']}")
+        lines.append(f"    report   {run['report']}")
+    labels = summary["labels"]
+    lines.append(f"  between the runs: {labels['cases_reviewed']} cases labelled and closed by analysts, "
+                 f"{labels['chargebacks']['inserted']} late chargebacks")
+    running = [f"{name} on port {s['port']}" for name, s in summary["services"].items() if s["healthy"]]
+    lines.append(f"  left running: {', '.join(running) or 'nothing'} (stop them with "
+                 f"`ledgerlane --home {summary['home']} services down`)")
+    return "\n".join(lines)
 
 
 def exit_code(summary: dict) -> int:
-    """The demo only succeeds when every product it built is certified PASS."""
-    from checks.results import PASS
-    from common.errors import UncertifiedProductError
+    from common.errors import ClosureFailed
 
-    failed = [name for name, p in summary["products"].items() if p["verdict"] != PASS]
-    return UncertifiedProductError.exit_code if failed else 0
+    return 0 if all(run["verdict"] == "PASS" for run in summary["runs"]) else ClosureFailed.exit_code
 
 
 @click.command("demo")
-@click.option("--events", type=click.IntRange(1, 10_000_000), default=5000, show_default=True,
-              help="Valid card transactions to simulate.")
+@click.option("--events", type=click.IntRange(1, MAX_EVENTS), default=3000, show_default=True,
+              help=f"Valid card transactions per traffic burst (two bursts; at most {MAX_EVENTS:,}).")
 @click.option("--seed", type=click.IntRange(min=0), default=7, show_default=True,
               help="Simulator seed (same seed, same traffic).")
-@click.option("--run-id", default=None, help="Run id (default: a new one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the demo summary as JSON.")
 @pass_app
-def command(app: AppContext, events: int, seed: int, run_id: str | None, as_json: bool) -> None:
-    """Start the services and run the pipeline end to end on local defaults."""
-    summary = run(app.settings, events=events, seed=seed, run_id=run_id and assert_run_id(run_id),
-                  progress=progress_printer(as_json))
+def command(app: AppContext, events: int, seed: int, as_json: bool) -> None:
+    """Services, traffic, two runs with labels in between, and each run's verdict and report."""
+    summary = demo(app.settings, events=events, seed=seed, progress=progress_printer(as_json))
     emit(summary, as_json, describe(summary))
     if exit_code(summary):
         raise click.exceptions.Exit(exit_code(summary))
+

@@ -25,6 +25,7 @@ from checks import gate
 from common import basis as run_basis
 from common import catalog, delta, tables
 from common.jobspec import RUN_ID, Argument, Job, JobContext, Option
+from common.faults import crash_if_requested
 from common.errors import ConfigError, IdempotencyConflict, LedgerlaneError, UncertifiedProductError
 from common.events import spark_schema
 from products import NAMES
@@ -175,6 +176,7 @@ def build(spark: SparkSession, ctx: BatchContext, product_name: str, run_id: str
         receipts.record(spark, ctx.tables_root, {**receipt, "status": receipts.ERROR, "reasons": [str(exc)],
                                                  "finished_at": ctx.clock()})
         raise
+    crash_if_requested(f"build.{product.name}.before_receipt", 0)
     return receipts.record(spark, ctx.tables_root, {**receipt, "status": receipts.BUILT, "finished_at": ctx.clock()})
 
 

@@ -23,6 +23,7 @@ from checks.results import FAIL, Verdict
 from common import fs
 from common.jobspec import RUN_ID, Argument, Job, JobContext, Option
 from common.errors import UncertifiedProductError
+from common.faults import crash_if_requested
 from products import NAMES
 from products import product as find_product
 from common.run import assert_run_id
@@ -100,8 +101,10 @@ def certify(spark: SparkSession, ctx: BatchContext, product_name: str, run_id: s
                 "cutoff": build["cutoff"], "inputs": build["inputs"], "expected": expected, "timings": timings,
                 "code_version": ctx.code_version, "config_digest": ctx.config_digest, "certified_at": started_at}
     fs.write_text(spark, path, json.dumps(evidence, indent=2, sort_keys=True, default=str), overwrite=True)
+    crash_if_requested(f"certify.{product.name}.before_verdict", 0)
     certifications.record(spark, ctx.tables_root, certifications.row(
         verdict, product.table.name, output["location"], build["inputs"], path, started_at))
+    crash_if_requested(f"certify.{product.name}.before_receipt", 0)
     receipt = receipts.record(spark, ctx.tables_root, {
         "run_id": run_id, "product": product.name, "step": receipts.CERTIFY, "status": verdict.status,
         "attempt": receipts.next_attempt(run_receipts, product.name, receipts.CERTIFY), "cutoff": build["cutoff"],

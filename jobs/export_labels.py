@@ -30,6 +30,7 @@ from human_loop import labels as label_repo
 from human_loop.connection import connect
 from human_loop.heartbeats import heartbeat
 from common.endpoints import postgres_params
+from common.faults import crash_if_requested
 from common.errors import IdempotencyConflict, StateDrift
 from common.run import assert_run_id
 
@@ -110,6 +111,7 @@ def export(spark: SparkSession, settings: Settings, run_id: str, *, max_rows: in
     after = rows[-1]["label_event_id"] if rows else before
     if rows:
         delta.append(to_frame(spark, rows, instance, run_id), path, TABLE, run_id, txn=(f"{WORKER}-{instance}", after))
+        crash_if_requested("export.before_heartbeat", 0)
     with connect(params, application_name="ledgerlane-export-labels") as conn:
         heartbeat(conn, WORKER, run_id)
     return {"run_id": run_id, "table": TABLE, "path": path, "source_instance": instance, "exported": len(rows),

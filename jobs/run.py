@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from common import basis as run_basis
 from common import catalog, tables
 from common.config import Settings
+from common.faults import crash_if_requested
 from common.endpoints import postgres_params
 from common.jobspec import RUN_ID, Job, JobContext
 from common.run import assert_run_id
@@ -39,6 +40,12 @@ def proved_caught_up(spark: SparkSession, settings: Settings, run_id: str) -> bo
     return proofs.where((F.col("run_id") == run_id) & F.col("caught_up")).limit(1).count() == 1
 
 
+def admitted_by(spark: SparkSession, settings: Settings, run_id: str) -> int:
+    receipts = tables.read_or_empty(spark, catalog.location(settings.tables_root, "meta.ingest_receipts"),
+                                    ingest.RECEIPT_SCHEMA)
+    return receipts.where(F.col("run_id") == run_id).agg(F.coalesce(F.sum("admitted"), F.lit(0))).first()[0]
+
+
 def step_functions(spark: SparkSession, settings: Settings, run_id: str,
                    progress: Callable[[str], None]) -> dict[str, Callable[[], dict]]:
     def ingest_step() -> dict:
@@ -46,13 +53,24 @@ def step_functions(spark: SparkSession, settings: Settings, run_id: str,
             return {"skipped": "caught up with its basis already"}
         return ingest.ingest(spark, settings, run_id, progress=progress)
 
+    def unless_nothing_admitted(work: Callable[[], dict], what: str) -> Callable[[], dict]:
+        """A run that admitted nothing new (all duplicates, all quarantined) has no slice to build or decide."""
+        def step() -> dict:
+            if not admitted_by(spark, settings, run_id):
+                return {"skipped": f"the run admitted no event: no {what}", "ok": True}
+            return work()
+        return step
+
     return {
         "migrate": lambda: migrate.migrate(postgres_params(settings), run_id=run_id),
         "ingest": ingest_step,
         "export-labels": lambda: export_labels.export(spark, settings, run_id),
-        "products": lambda: rerun.rerun(spark, BatchContext.from_settings(settings), run_id),
-        "decide": lambda: decide.decide(spark, settings, run_id, progress=progress),
-        "cases": lambda: cases.open_cases(spark, settings, run_id, progress=progress),
+        "products": unless_nothing_admitted(
+            lambda: rerun.rerun(spark, BatchContext.from_settings(settings), run_id), "product slice"),
+        "decide": unless_nothing_admitted(lambda: decide.decide(spark, settings, run_id, progress=progress),
+                                          "decision"),
+        "cases": unless_nothing_admitted(lambda: cases.open_cases(spark, settings, run_id, progress=progress),
+                                         "case"),
         "close": lambda: closure.close(spark, settings, run_id, progress=progress),
     }
 
@@ -66,6 +84,7 @@ def run(spark: SparkSession, settings: Settings, run_id: str, *, progress: Calla
     run_id = assert_run_id(run_id)
     began, steps = time.monotonic(), {}
     for name, work in step_functions(spark, settings, run_id, progress).items():
+        crash_if_requested(f"run.before_{name}", 0)
         before_step(name)
         progress(f"step {name}")
         started = time.monotonic()

@@ -43,9 +43,20 @@ def status_from(product: str, run_receipts: list[dict], verdicts: list[tuple[int
     found = {status for v, status in verdicts if v == version}
     if FAIL in found:
         return ProductStatus(product, FAIL, version, f"version {version} certified FAIL")
+    if PASS in found and not certify_receipt(run_receipts, product, version):
+        # A certify interrupted between its verdict and its receipt: certify again (the closure would
+        # refuse a PASS without its receipt).
+        return ProductStatus(product, UNCERTIFIED, version, f"version {version} has a PASS verdict but no certify "
+                                                            "receipt: its certification was interrupted")
     if PASS in found:
         return ProductStatus(product, PASS, version, f"version {version} certified PASS")
     return ProductStatus(product, UNCERTIFIED, version, f"version {version} built, not certified")
+
+
+def certify_receipt(run_receipts: list[dict], product: str, version: int) -> dict | None:
+    """The run's PASS certify receipt for exactly this version of the product, if any."""
+    return next((r for r in run_receipts if r["product"] == product and r["step"] == receipts.CERTIFY
+                 and r["status"] == PASS and (r["outputs"] or [{}])[0].get("version") == version), None)
 
 
 def run_statuses(spark: SparkSession, tables_root: str, run_id: str,

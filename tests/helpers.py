@@ -155,6 +155,7 @@ def assert_refused(result: tuple[int, str, str], exit_code: int, *fragments: str
     code, out, err = result
     assert code == exit_code, err
     assert "Traceback" not in out + err and "unexpected" not in err, err
+    err = "\n".join(line for line in err.splitlines() if not line.startswith("  · "))   # progress lines
     assert err.startswith("error: ") and err.strip().count("\n") == 0, err
     for fragment in fragments:
         assert fragment in err, f"{fragment!r} not in {err!r}"

@@ -26,6 +26,7 @@ from pyspark.sql import SparkSession
 from common import fs
 from common.bundle_store import AlreadyExists, BundleStore
 from common.errors import LockHeld
+from common.faults import crash_if_requested
 from common.evidence import COMPLETE, EVIDENCE_FILE, FAILED, LOCK, REPORT_FILE, CopiedFile, Evidence, sha256_of
 from jobs.closure.facts import Facts
 
@@ -48,22 +49,40 @@ def acquire(store: BundleStore, run_id: str, now: datetime) -> dict:
 
     A holder whose lease ran out (a killed closer) is replaced, once; contention is never waited out.
     """
-    holder = {"closer": closer_name(), "since": now.isoformat(timespec="seconds"),
-              "lease_until": (now + LEASE).isoformat(timespec="seconds")}
+    holder = {"closer": closer_name(), "pid": os.getpid(), "host": socket.gethostname(),
+              "since": now.isoformat(timespec="seconds"), "lease_until": (now + LEASE).isoformat(timespec="seconds")}
     for _ in range(2):
         try:
             store.create_exclusive(key(run_id, LOCK), json.dumps(holder).encode())
             return holder
         except AlreadyExists:
             current = _holder(store, run_id)
-            expired = current and datetime.fromisoformat(current["lease_until"]) < now
-            if not expired:
+            if not (current and is_stale(current, now)):
                 who = f"{current['closer']} since {current['since']}" if current else "another closer"
                 raise LockHeld(f"run {run_id} is being closed by {who}; one closer per run at a time "
                                "(the lock is released when it finishes, or after its lease of "
                                f"{int(LEASE.total_seconds() // 60)} minutes)") from None
             store.delete(key(run_id, LOCK))
     raise LockHeld(f"run {run_id}: the closure lock changed hands while it was being taken; retry")
+
+
+def is_stale(holder: dict, now: datetime) -> bool:
+    """A lease that ran out, or a closer on this very host whose process is gone (killed, crashed)."""
+    if datetime.fromisoformat(holder["lease_until"]) < now:
+        return True
+    return holder.get("host") == socket.gethostname() and not pid_alive(holder.get("pid"))
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not isinstance(pid, int):
+        return True   # unknown: assume alive, wait for the lease
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _holder(store: BundleStore, run_id: str) -> dict | None:
@@ -147,6 +166,7 @@ def write_verdict(store: BundleStore, evidence: Evidence, report: str) -> str:
     body = evidence.to_json().encode()
     store.write(key(evidence.run_id, EVIDENCE_FILE), body)
     store.write(key(evidence.run_id, REPORT_FILE), report.encode())
+    crash_if_requested("close.before_marker", 0)
     digest = sha256_of(body)
     if evidence.verdict == "PASS":
         store.create_exclusive(key(evidence.run_id, COMPLETE), f"{digest}  {EVIDENCE_FILE}\n".encode())

@@ -154,12 +154,17 @@ def test_product_state_follows_the_latest_build_and_its_version():
     built = lambda attempt, version: {"product": "merchant_risk", "step": "build", "attempt": attempt,  # noqa: E731
                                       "status": "BUILT", "reasons": [], "outputs": [{"version": version}]}
     failed = {"product": "merchant_risk", "step": "build", "attempt": 3, "status": "ERROR", "reasons": ["boom"], "outputs": []}
+    certified = {"product": "merchant_risk", "step": "certify", "attempt": 1, "status": "PASS", "reasons": [],
+                 "outputs": [{"version": 4}]}
 
     assert status.status_from("merchant_risk", [], []).state == status.MISSING
-    assert status.status_from("merchant_risk", [built(1, 4)], [(4, "PASS")]).state == status.PASS
+    assert status.status_from("merchant_risk", [built(1, 4), certified], [(4, "PASS")]).state == status.PASS
+    # A PASS verdict whose certify receipt was never written (the certify was killed in between): certify again.
+    assert status.status_from("merchant_risk", [built(1, 4)], [(4, "PASS")]).state == status.UNCERTIFIED
     assert status.status_from("merchant_risk", [built(1, 4), built(2, 6)], [(4, "PASS")]).state == status.UNCERTIFIED
     assert status.status_from("merchant_risk", [built(1, 4)], [(4, "PASS"), (4, "FAIL")]).state == status.FAIL
-    assert status.status_from("merchant_risk", [built(1, 4), failed], [(4, "PASS")]).detail == "build attempt 3 failed: boom"
+    assert status.status_from("merchant_risk", [built(1, 4), certified, failed], [(4, "PASS")]).detail == \
+        "build attempt 3 failed: boom"
 
 
 def test_gate_version_choice_is_the_newest_pass_never_a_version_with_a_fail():
