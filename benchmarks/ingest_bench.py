@@ -26,7 +26,7 @@ from common import catalog, delta
 from common.config import Settings, load_settings
 from common.endpoints import kafka_bootstrap
 from common.services import manager
-from common.simulator.producer import simulate
+from simulator.producer import simulate
 from common.spark import build_session
 from streaming import ingest as lane
 

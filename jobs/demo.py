@@ -37,7 +37,7 @@ def prepare(settings: Settings, run_id: str, progress: Progress) -> dict:
 
 
 def traffic(settings: Settings, events: int, seed: int, start: datetime, progress: Progress) -> dict:
-    from common.simulator.producer import simulate
+    from simulator.producer import simulate
 
     progress(f"simulating {events} card transactions (seed {seed})")
     return simulate(settings, events=events, seed=seed, duplicate_rate=0.02, conflict_rate=0.002, bad_rate=0.02,

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from common import catalog, kafka_admin
 from common.errors import IdempotencyConflict
-from common.simulator.producer import simulate
+from simulator.producer import simulate
 from streaming import checkpoint as ckpt
 from streaming import ingest as lane
 

@@ -23,10 +23,10 @@ from common.events import (
     CardTransaction,
 )
 from common.identity import is_valid_identity
-from common.simulator.defects import DEFECTS, hostile_valid_events
-from common.simulator.producer import accounts_for, simulate, write_ground_truth
-from common.simulator.traffic import ADMITTED, DUPLICATE, plan_traffic, quarantined, tally
-from common.simulator.world import HOME_COUNTRIES, SCENARIOS, build_world, generate, to_minor
+from simulator.defects import DEFECTS, hostile_valid_events
+from simulator.producer import accounts_for, simulate, write_ground_truth
+from simulator.traffic import ADMITTED, DUPLICATE, plan_traffic, quarantined, tally
+from simulator.world import HOME_COUNTRIES, SCENARIOS, build_world, generate, to_minor
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 FOREIGN_KEY = b"acc-99-999999"

@@ -8,8 +8,8 @@ import click
 
 from common.commands.context import AppContext, emit, pass_app, step_printer
 from common.errors import ConfigError
-from common.simulator.producer import SimulationSummary, simulate
-from common.simulator.world import DEFAULT_DAYS, assert_window_admissible
+from simulator.producer import SimulationSummary, simulate
+from simulator.world import DEFAULT_DAYS, assert_window_admissible
 
 
 def _rate(_ctx: click.Context, _param: click.Parameter, value: float) -> float:

@@ -17,9 +17,9 @@ from common.config import Settings
 from common.endpoints import kafka_bootstrap
 from common.events import CardTransaction
 from common.kafka_admin import ensure_topic, produce
-from common.simulator.defects import WIRE_TIME
-from common.simulator.traffic import OutgoingRecord, plan_traffic, tally
-from common.simulator.world import DEFAULT_DAYS, DEFAULT_FRAUD_RATE, Generated, build_world, generate
+from simulator.defects import WIRE_TIME
+from simulator.traffic import OutgoingRecord, plan_traffic, tally
+from simulator.world import DEFAULT_DAYS, DEFAULT_FRAUD_RATE, Generated, build_world, generate
 
 Progress = Callable[[int, int], None]   # (records handed to the producer so far, records planned)
 

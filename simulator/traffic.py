@@ -12,8 +12,8 @@ from datetime import timedelta
 
 from common.errors import ConfigError
 from common.events import MAX_AMOUNT_MINOR, CardTransaction
-from common.simulator.defects import DEFECTS, Defect
-from common.simulator.world import World
+from simulator.defects import DEFECTS, Defect
+from simulator.world import World
 
 ADMITTED = "admitted"
 DUPLICATE = "duplicate"
