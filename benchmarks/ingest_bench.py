@@ -25,8 +25,13 @@ from pyspark.sql import functions as F
 from common import catalog, delta
 from common.config import Settings, load_settings
 from common.endpoints import kafka_bootstrap
+<<<<<<< HEAD
 from services import manager
-from common.simulator.producer import simulate
+from simulator.producer import simulate
+=======
+from common.services import manager
+from simulator.producer import simulate
+>>>>>>> bench
 from common.spark import build_session
 from streaming import ingest as lane
 

@@ -9,8 +9,8 @@ import click
 from cli.context import AppContext, emit, pass_app
 from common.edge import progress_printer
 from common.errors import ConfigError
-from common.simulator.producer import SimulationSummary, simulate
-from common.simulator.world import DEFAULT_DAYS, assert_window_admissible
+from simulator.producer import MAX_EVENTS, MAX_RATE, SimulationSummary, simulate, steady_events
+from simulator.world import DEFAULT_DAYS, assert_window_admissible
 
 
 def _rate(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
@@ -19,8 +19,20 @@ def _rate(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
     return value
 
 
+def _events(_ctx: click.Context, _param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= MAX_EVENTS:
+        raise click.BadParameter(f"must be between 1 and {MAX_EVENTS:,} (the simulator's bound per run), "
+                                 f"found {value:,}; send more in several runs")
+    return value
+
+
 @click.command("simulate")
-@click.option("--events", type=click.IntRange(min=1), required=True, help="Valid events to generate.")
+@click.option("--events", type=int, default=None, callback=_events,
+              help=f"Valid events to generate, at most {MAX_EVENTS:,} (or use --rate with --duration).")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=MAX_RATE), default=None,
+              metavar="EVENTS_PER_S", help="Steady mode: send valid events at this pace (with --duration).")
+@click.option("--duration", type=click.IntRange(min=1), default=None, metavar="SECONDS",
+              help="Steady mode: how long to send at --rate; the run sends rate x duration valid events.")
 @click.option("--seed", type=click.IntRange(min=0), required=True,
               help="Same seed and --start give byte-identical traffic.")
 @click.option("--duplicate-rate", type=float, default=0.01, show_default=True, callback=_rate,
@@ -37,22 +49,42 @@ def _rate(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
               help="Length of the simulated window.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
 @pass_app
-def command(app: AppContext, events: int, seed: int, duplicate_rate: float, conflict_rate: float, bad_rate: float,
-            partitions: int | None, start: str | None, days: int, as_json: bool) -> None:
-    """Produce synthetic card transactions with ground truth to the configured Kafka topic."""
+def command(app: AppContext, events: int | None, rate: float | None, duration: int | None, seed: int,
+            duplicate_rate: float, conflict_rate: float, bad_rate: float, partitions: int | None, start: str | None,
+            days: int, as_json: bool) -> None:
+    """Produce synthetic card transactions with ground truth to the configured Kafka topic.
+
+    Records are generated as they are sent, so memory stays flat at any size.
+    """
+    events = _how_many(events, rate, duration)
     if duplicate_rate + conflict_rate > 1:
         raise click.BadParameter("--duplicate-rate + --conflict-rate must be <= 1 (each event is re-sent at most once)")
     # The clock is read here, at the edge, and only to place the default window where ingest accepts it.
     window_start = _window_start(start, days, datetime.now(timezone.utc))
-    progress_printer(as_json)(f"generating {events:,} events (seed {seed}) from {window_start.isoformat()}")
+    pace = f" at {rate:,g} events/s for {duration:,} s" if rate else ""
+    progress_printer(as_json)(f"generating {events:,} events{pace} (seed {seed}) from {window_start.isoformat()}")
     bar = _ProgressBar(hidden=as_json)
     try:
         summary = simulate(app.settings, events=events, seed=seed, duplicate_rate=duplicate_rate,
                            conflict_rate=conflict_rate, bad_rate=bad_rate, partitions=partitions,
-                           start=window_start, progress=bar.update, days=days)
+                           start=window_start, progress=bar.update, days=days, rate=rate)
     finally:
         bar.close()
     emit(summary.to_dict(), as_json, describe(summary))
+
+
+def _how_many(events: int | None, rate: float | None, duration: int | None) -> int:
+    """--events, or --rate with --duration (steady mode): exactly one of the two."""
+    if (rate is None) != (duration is None):
+        raise click.UsageError("--rate and --duration go together (steady mode)")
+    if (events is None) == (rate is None):
+        raise click.UsageError("give either --events or --rate with --duration")
+    if events is not None:
+        return events
+    try:
+        return steady_events(rate, duration)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--rate' / '--duration'") from None
 
 
 def _window_start(text: str | None, days: int, now: datetime) -> datetime:
@@ -106,5 +138,6 @@ def describe(summary: SimulationSummary) -> str:
         *kinds,
         f"fraud events  {summary.fraud_events:,}",
         f"ground truth  {summary.ground_truth}",
-        f"throughput    {summary.events_per_s:,.0f} events/s ({summary.seconds:.2f} s producing)",
+        f"throughput    {summary.events_per_s:,.0f} events/s ({summary.seconds:.2f} s generating and producing"
+        + (f", paced at {summary.target_events_per_s:,g} valid events/s)" if summary.target_events_per_s else ")"),
     ])

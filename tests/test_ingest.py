@@ -18,8 +18,8 @@ from pyspark.sql import functions as F
 
 from common import catalog, kafka_admin
 from common.errors import IdempotencyConflict
-from common.simulator.producer import simulate
 from helpers import isolated, write_config
+from simulator.producer import simulate
 from streaming import checkpoint as ckpt
 from streaming import ingest as lane
 

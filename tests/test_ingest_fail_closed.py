@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from common import catalog
 from common.errors import IdempotencyConflict, LockHeld, StateDrift
 from common.locks import FileLock
-from common.simulator.producer import simulate
+from simulator.producer import simulate
 from helpers import cli, delete_records_before, isolated, recreate_topic, table_state, unique, write_config
 from streaming import checkpoint as ckpt
 from streaming import ingest as lane

@@ -8,7 +8,7 @@ from datetime import date, datetime, timezone
 
 from chispa import assert_df_equality
 
-from common.simulator.world import build_world, generate
+from simulator.world import build_world, generate
 from streaming import checkpoint as ckpt
 from streaming import ingest as lane
 from streaming.validate import Validator, event_dates

@@ -1,13 +1,18 @@
 """The simulator: a deterministic world, a bad-record corpus that fails the contract for the stated reason,
-a traffic plan that keeps its rates, and real production of that plan to the local broker."""
+a traffic plan that keeps its rates and streams in bounded memory with the same bytes as the in-memory
+plan it replaced, and real production of that plan to the local broker."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
+import tempfile
 import time
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -23,10 +28,20 @@ from common.events import (
     CardTransaction,
 )
 from common.identity import is_valid_identity
-from common.simulator.defects import DEFECTS, hostile_valid_events
-from common.simulator.producer import accounts_for, simulate, write_ground_truth
-from common.simulator.traffic import ADMITTED, DUPLICATE, plan_traffic, quarantined, tally
-from common.simulator.world import HOME_COUNTRIES, SCENARIOS, build_world, generate, to_minor
+from simulator.defects import DEFECTS, hostile_valid_events
+from simulator.producer import (
+    accounts_for,
+    ground_truth_file,
+    ground_truth_row,
+    paced,
+    simulate,
+    steady_events,
+    write_ground_truth,
+)
+from simulator.stream import Planned, _sample_range, _plan_file, stream_traffic
+from simulator.traffic import ADMITTED, DUPLICATE, OutgoingRecord, quarantined, tally
+from simulator.world import HOME_COUNTRIES, SCENARIOS, build_world, generate, to_minor
+from simulator_reference import reference_events, reference_plan
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 FOREIGN_KEY = b"acc-99-999999"
@@ -50,10 +65,14 @@ def base_event(generated):
     return generated.events[0]
 
 
-def _plan(seed: int, events: int = 400, **rates):
+def _streamed(world, events: int, seed: int, **rates) -> list[Planned]:
+    return list(stream_traffic(world, events, seed=seed, folder=Path(tempfile.gettempdir()), **rates))
+
+
+def _plan(seed: int, events: int = 400, **rates) -> list[OutgoingRecord]:
     world = build_world(seed, start=START, accounts=20)
     rates = {"duplicate_rate": 0.05, "conflict_rate": 0.01, "bad_rate": 0.2, **rates}
-    return plan_traffic(world, generate(world, events).events, seed=seed, **rates)
+    return [p.record for p in _streamed(world, events, seed, **rates)]
 
 
 def _wire(records) -> list[tuple[bytes | None, bytes | None]]:
@@ -275,6 +294,114 @@ def test_rates_out_of_range_are_refused(rates, message):
         _plan(seed=1, events=10, **rates)
 
 
+# --- the streamed plan: same bytes as the in-memory plan, bounded memory ------------------------------
+
+# (seed, events, duplicate_rate, conflict_rate, bad_rate, days, records, sha256 of the records, sha256 of
+# the ground truth), recorded from the in-memory planner before the plan streamed. The 3000-event case
+# samples its re-sends from a pool (random.sample's other method); the 1-event case has no extras.
+RECORDED = [
+    (3, 1, 0.01, 0.002, 0.02, 1, 1, "753914f1bcfc517ebec9802e4a2b5269", "a70bc4045465f529eaf49d5c9f7d12cd"),
+    (5, 50, 0.05, 0.01, 0.2, 2, 62, "b8a4167526df867915eb68c39d52eb3a", "de735854cc187c413e4648706f273fd8"),
+    (7, 2000, 0.01, 0.002, 0.02, 7, 2064, "a55a9916435ab8d154de69b96fd3dd3b", "4053616440e0a638a47c31dd134c77c7"),
+    (11, 3000, 0.5, 0.3, 1.0, 3, 8400, "0ac3da6811f200d6b0311c975e2d27f5", "5d7c68b1a952326ddb6668f4e14ad185"),
+    (2, 1200, 0.0, 0.0, 0.0, 1, 1200, "b46bdbdff62c1d2f7524e7dcb876d545", "59642a6679232307ee353ecea2391373"),
+    (13, 20000, 0.03, 0.005, 0.1, 5, 22700, "d5301638b200b6d81a9d94c992e9b50e", "3566e567ee19f4cbf420a215945d95d5"),
+]
+
+
+def _digests(planned: list[Planned]) -> tuple[str, str]:
+    records, truth = hashlib.sha256(), hashlib.sha256()
+    for item in planned:
+        r = item.record
+        records.update(repr((r.key, r.value, r.kind, r.expected, r.event_id)).encode())
+        if item.event is not None:
+            row = json.dumps(ground_truth_row(item.event, item.truth), sort_keys=True, separators=(",", ":"))
+            truth.update((row + "\n").encode())
+    return records.hexdigest()[:32], truth.hexdigest()[:32]
+
+
+@pytest.mark.parametrize("seed, events, dup, conflict, bad, days, records, plan_sha, truth_sha", RECORDED,
+                         ids=[f"seed{c[0]}-{c[1]}" for c in RECORDED])
+def test_streamed_plan_has_the_recorded_bytes(seed, events, dup, conflict, bad, days, records, plan_sha, truth_sha):
+    world = build_world(seed, start=START, accounts=accounts_for(events), days=days)
+    planned = _streamed(world, events, seed, duplicate_rate=dup, conflict_rate=conflict, bad_rate=bad)
+
+    assert len(planned) == records
+    assert _digests(planned) == (plan_sha, truth_sha)
+
+
+@pytest.mark.parametrize("seed, events, rates", [
+    (21, 700, {"duplicate_rate": 0.02, "conflict_rate": 0.01, "bad_rate": 0.05}),
+    (22, 90, {"duplicate_rate": 0.6, "conflict_rate": 0.4, "bad_rate": 0.9}),   # every event re-sent
+    (23, 1, {"duplicate_rate": 1.0, "conflict_rate": 0.0, "bad_rate": 1.0}),
+])
+def test_streamed_plan_equals_the_in_memory_reference_record_for_record(seed, events, rates):
+    world = build_world(seed, start=START, accounts=7, days=2)
+    reference = reference_plan(world, reference_events(world, events), seed=seed, **rates)
+    planned = _streamed(world, events, seed, **rates)
+
+    assert [p.record for p in planned] == reference
+    assert [p.event for p in planned if p.event] == list(generate(world, events).events)
+
+
+@pytest.mark.parametrize("n, k", [(10, 0), (10, 10), (1, 1), (50, 7), (1000, 30), (1000, 900), (300, 299)])
+def test_sample_on_disk_draws_what_random_sample_draws(n, k, tmp_path):
+    ours, theirs = random.Random(n * 1000 + k), random.Random(n * 1000 + k)
+    with _plan_file(tmp_path) as db:
+        drawn = list(_sample_range(db, ours, n, k))
+
+    assert drawn == theirs.sample(range(n), k)
+    assert ours.random() == theirs.random(), "both generators are at the same point afterwards"
+
+
+def test_the_plan_scratch_file_is_removed_even_when_the_stream_is_abandoned(tmp_path):
+    world = build_world(4, start=START, accounts=20)
+    stream = stream_traffic(world, 500, duplicate_rate=0.1, conflict_rate=0.1, bad_rate=0.1, seed=4, folder=tmp_path)
+    next(stream)
+    assert len(list(tmp_path.glob("plan-*/plan.sqlite"))) == 1
+
+    stream.close()
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_steady_mode_holds_each_valid_event_back_until_its_turn():
+    now, slept = [100.0], []
+
+    def sleep(seconds):
+        slept.append(round(seconds, 6))
+        now[0] += seconds
+
+    def item(valid: bool) -> Planned:
+        record = OutgoingRecord(b"k", b"v", "valid" if valid else "bad:x", "admitted", "e")
+        return Planned(record, object() if valid else None, None)
+
+    items = [item(True), item(False), item(True), item(True), item(False), item(True)]
+    assert list(paced(items, rate=4.0, clock=lambda: now[0], sleep=sleep)) == items
+    assert slept == [0.25, 0.25, 0.25]   # extras travel with the event before them, unpaced
+
+
+def test_steady_mode_and_the_bound_name_their_limits():
+    assert steady_events(500, 60) == 30_000
+    with pytest.raises(ConfigError, match="over the simulator's bound of 100,000,000"):
+        steady_events(1_000_000, 101)
+    with pytest.raises(ConfigError, match="0 < rate"):
+        steady_events(0, 10)
+
+
+def test_ground_truth_is_replaced_only_by_a_complete_file(tmp_path):
+    path = tmp_path / "truth.jsonl"
+    path.write_text("previous\n")
+
+    with pytest.raises(RuntimeError):
+        with ground_truth_file(path) as truth:
+            truth.write({"event_id": "evt-1"})
+            raise RuntimeError("the broker went away")
+
+    assert path.read_text() == "previous\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["truth.jsonl"]
+
+
 def test_ground_truth_file_is_deterministic(tmp_path, world, generated):
     path = write_ground_truth(tmp_path / "truth.jsonl", generated)
     first = path.read_bytes()
@@ -298,6 +425,25 @@ def test_cli_refuses_bad_parameters_before_touching_kafka(args, message, tmp_pat
 
     assert result.exit_code == 2
     assert message in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--events", "99999999999999999999"], "between 1 and 100,000,000 (the simulator's bound per run), "
+                                           "found 99,999,999,999,999,999,999"),
+    (["--events", "0"], "between 1 and 100,000,000"),
+    (["--rate", "1000000", "--duration", "1000"], "over the simulator's bound of 100,000,000 per run"),
+    (["--rate", "500"], "--rate and --duration go together"),
+    (["--events", "10", "--rate", "500", "--duration", "2"], "either --events or --rate with --duration"),
+    ([], "either --events or --rate with --duration"),
+    (["--rate", "0", "--duration", "5"], "0<x<=1000000"),
+])
+def test_cli_refuses_absurd_sizes_up_front_naming_the_bound(args, message, tmp_path):
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "simulate", "--seed", "1", *args])
+
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert time.monotonic() - started < 5 and not (tmp_path / "simulator").exists()
 
 
 # --- against the real broker -----------------------------------------------------------------------
@@ -329,7 +475,7 @@ def test_simulate_puts_exactly_the_planned_records_on_the_topic(settings, kafka_
     summary = simulate(local, events=2000, seed=3, partitions=3, start=START, days=2, **rates)
 
     world = build_world(3, start=START, accounts=accounts_for(2000), days=2)
-    planned = plan_traffic(world, generate(world, 2000).events, seed=3, **rates)
+    planned = reference_plan(world, reference_events(world, 2000), seed=3, **rates)
     end_offsets, consumed = _consume_all(kafka_bootstrap, topic)
     assert summary.records == len(planned) == end_offsets == 2000 + 40 + 10 + 200
     assert Counter(consumed) == Counter(_wire(planned))
@@ -337,3 +483,17 @@ def test_simulate_puts_exactly_the_planned_records_on_the_topic(settings, kafka_
     truth = open(summary.ground_truth, encoding="utf-8").read().splitlines()
     assert len(truth) == 2000 and summary.fraud_events == sum(json.loads(line)["is_fraud"] for line in truth) == 20
     assert summary.partitions == 3 and summary.events_per_s > 0
+
+
+@pytest.mark.slow
+def test_steady_mode_sends_at_the_rate_asked(settings, kafka_bootstrap):
+    topic = f"sim-steady-{uuid.uuid4().hex[:8]}"
+    local = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topic": topic})})
+
+    summary = simulate(local, events=steady_events(400, 2), seed=4, duplicate_rate=0.01, conflict_rate=0,
+                       bad_rate=0.01, partitions=2, start=START, days=1, rate=400)
+
+    end_offsets, consumed = _consume_all(kafka_bootstrap, topic)
+    assert summary.by_kind["valid"] == 800 and end_offsets == len(consumed) == summary.records == 816
+    assert summary.target_events_per_s == 400
+    assert 1.9 <= summary.seconds < 10, "799 intervals of 1/400 s at least, not much more"

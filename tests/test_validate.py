@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from common.simulator.defects import DEFECTS, hostile_valid_events
-from common.simulator.world import build_world, generate
+from simulator.defects import DEFECTS, hostile_valid_events
+from simulator.world import build_world, generate
 from streaming import validate
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from bisect import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import accumulate
@@ -153,7 +153,7 @@ class Generated:
 
 
 @dataclass(frozen=True, slots=True)
-class _Draft:
+class Draft:
     """An event before it has an id: drafts are sorted by time, then numbered."""
 
     at_us: int
@@ -243,21 +243,70 @@ def _ipv4(rng: random.Random) -> str:
 
 
 def generate(world: World, count: int, *, fraud_rate: float = DEFAULT_FRAUD_RATE) -> Generated:
-    """``count`` valid events in time order, ids ``evt-<seed>-<n>``, about ``fraud_rate`` of them fraud."""
+    """``count`` valid events in time order, ids ``evt-<seed>-<n>``, about ``fraud_rate`` of them fraud.
+
+    Holds every event in memory: for tests and small worlds. ``simulator.stream`` gives the same
+    events for any count in bounded memory.
+    """
+    ordered = sorted(drafts_in_rng_order(world, count, fraud_rate=fraud_rate), key=lambda pair: pair[0])
+    events = tuple(to_event(event_id_of(world.seed, n), draft) for n, (_, draft) in enumerate(ordered))
+    return Generated(events=events, truth={e.event_id: truth_of(d) for e, (_, d) in zip(events, ordered)})
+
+
+def event_id_of(seed: int, n: int) -> str:
+    """The id of the ``n``-th valid event in time order."""
+    return f"evt-{seed}-{n:08d}"
+
+
+def truth_of(draft: Draft) -> Truth:
+    return TRUTHS[draft.scenario]
+
+
+SortKey = tuple[int, int]   # (event time in epoch microseconds, position among the drafts as first made)
+
+
+def drafts_in_rng_order(world: World, count: int, *, fraud_rate: float = DEFAULT_FRAUD_RATE,
+                        ) -> Iterator[tuple[SortKey, Draft]]:
+    """Every draft of ``count`` events, one at a time, with the key that puts them in time order.
+
+    Fraud drafts are drawn first, then one account pick per habitual event, then the habitual
+    drafts. The picks and the drafts come from two cursors on the same random stream (each pick
+    consumes exactly two 32-bit words), so nothing is held back. Ties in time keep habitual drafts
+    before fraud drafts, each in the order made: the key's second part.
+    """
     if count < 0 or not 0 <= fraud_rate <= 1:
         raise ConfigError(f"need count >= 0 and 0 <= fraud_rate <= 1, found {count} and {fraud_rate}")
     rng = random.Random(f"ledgerlane-events-{world.seed}")
-    fraud = _fraud_drafts(rng, world, round(count * fraud_rate))
-    drafts = sorted(_normal_drafts(rng, world, count - len(fraud)) + fraud, key=lambda d: d.at_us)
-    ids = [f"evt-{world.seed}-{n:08d}" for n in range(len(drafts))]
-    truths = {s: Truth(s is not None, s) for s in (None, *SCENARIOS)}
-    return Generated(
-        events=tuple(_to_event(event_id, draft) for event_id, draft in zip(ids, drafts)),
-        truth={event_id: truths[draft.scenario] for event_id, draft in zip(ids, drafts)},
-    )
+    budget = round(count * fraud_rate)
+    habitual = count - budget
+    for k, draft in enumerate(_fraud_drafts(rng, world, budget)):
+        yield (draft.at_us, habitual + k), draft
+    drafting = _advanced(rng, words=2 * habitual)
+    for j, account in enumerate(_account_picks(rng, world, habitual)):
+        draft = _habitual_draft(drafting, world, account)
+        yield (draft.at_us, j), draft
 
 
-def _to_event(event_id: str, draft: _Draft) -> CardTransaction:
+def _advanced(rng: random.Random, *, words: int) -> random.Random:
+    """A copy of ``rng`` that has skipped ``words`` 32-bit outputs (``getrandbits(32 * n)`` takes n)."""
+    ahead = random.Random()
+    ahead.setstate(rng.getstate())
+    while words:
+        step = min(words, 1 << 16)
+        ahead.getrandbits(32 * step)
+        words -= step
+    return ahead
+
+
+def _account_picks(rng: random.Random, world: World, count: int, chunk: int = 4096) -> Iterator[Account]:
+    """What ``rng.choices(accounts, cum_weights=..., k=count)`` returns, a chunk at a time."""
+    while count:
+        step = min(count, chunk)
+        yield from rng.choices(world.accounts, cum_weights=world.activity_cum, k=step)
+        count -= step
+
+
+def to_event(event_id: str, draft: Draft) -> CardTransaction:
     currency = currency_of(draft.merchant.country)
     return CardTransaction(
         schema_version=SCHEMA_VERSION,
@@ -287,16 +336,11 @@ def to_minor(cents: int, currency: str) -> int:
     return max(1, min(MAX_AMOUNT_MINOR, round(cents * CURRENCY_SCALE[currency])))
 
 
-def _normal_drafts(rng: random.Random, world: World, count: int) -> list[_Draft]:
-    picks = rng.choices(world.accounts, cum_weights=world.activity_cum, k=count)
-    return [_habitual_draft(rng, world, account) for account in picks]
-
-
-def _habitual_draft(rng: random.Random, world: World, account: Account) -> _Draft:
+def _habitual_draft(rng: random.Random, world: World, account: Account) -> Draft:
     channel = _weighted(rng, CHANNELS, account.channel_cum_weights)
     card = account.cards[0] if len(account.cards) == 1 else rng.choice(account.cards)
     remote = channel == "ecommerce"
-    return _Draft(
+    return Draft(
         at_us=_daytime_instant(rng, world, account.home_country),
         account=account, card_id=card, merchant=_habitual_merchant(rng, world, account, channel),
         amount_cents=_habitual_amount(rng, account, channel), channel=channel, scenario=None,
@@ -339,14 +383,15 @@ def _daytime_instant(rng: random.Random, world: World, country: str) -> int:
 # --- fraud scenarios -------------------------------------------------------------------------------
 
 
-def _fraud_drafts(rng: random.Random, world: World, budget: int) -> list[_Draft]:
-    drafts: list[_Draft] = []
+def _fraud_drafts(rng: random.Random, world: World, budget: int) -> Iterator[Draft]:
+    made = 0
     # Each scenario once first, the smallest first, so even a small budget holds every kind of fraud.
     guaranteed = iter(("large_amount", "risky_merchant", "card_testing", "compromised_card_burst"))
-    while len(drafts) < budget:
+    while made < budget:
         scenario = next(guaranteed, None) or rng.choices(tuple(SCENARIOS), weights=tuple(SCENARIOS.values()))[0]
-        drafts += SCENARIO_BUILDERS[scenario](rng, world)[: budget - len(drafts)]
-    return drafts
+        drafts = SCENARIO_BUILDERS[scenario](rng, world)[: budget - made]
+        made += len(drafts)
+        yield from drafts
 
 
 def _victim(rng: random.Random, world: World) -> tuple[Account, str, int]:
@@ -356,15 +401,15 @@ def _victim(rng: random.Random, world: World) -> tuple[Account, str, int]:
 
 
 def _fraud_draft(account: Account, card: str, at_us: int, merchant: Merchant, cents: int, scenario: str,
-                 fraudster: tuple[str, str]) -> _Draft:
-    return _Draft(at_us, account, card, merchant, cents, "ecommerce", scenario, fraudster[0], fraudster[1])
+                 fraudster: tuple[str, str]) -> Draft:
+    return Draft(at_us, account, card, merchant, cents, "ecommerce", scenario, fraudster[0], fraudster[1])
 
 
 def _fraudster(rng: random.Random) -> tuple[str, str]:
     return f"dev-{rng.getrandbits(48):012x}", _ipv4(rng)
 
 
-def _compromised_card_burst(rng: random.Random, world: World) -> list[_Draft]:
+def _compromised_card_burst(rng: random.Random, world: World) -> list[Draft]:
     """Stolen card data spent fast: many web purchases abroad within minutes, from a new device."""
     account, card, at = _victim(rng, world)
     who = _fraudster(rng)
@@ -377,7 +422,7 @@ def _compromised_card_burst(rng: random.Random, world: World) -> list[_Draft]:
     return drafts
 
 
-def _card_testing(rng: random.Random, world: World) -> list[_Draft]:
+def _card_testing(rng: random.Random, world: World) -> list[Draft]:
     """Tiny charges in quick succession at one web shop to learn whether a stolen card works."""
     account, card, at = _victim(rng, world)
     who, merchant = _fraudster(rng), rng.choice(world.online)
@@ -388,7 +433,7 @@ def _card_testing(rng: random.Random, world: World) -> list[_Draft]:
     return drafts
 
 
-def _large_amount(rng: random.Random, world: World) -> list[_Draft]:
+def _large_amount(rng: random.Random, world: World) -> list[Draft]:
     """One purchase far above what this cardholder ever spends."""
     account, card, at = _victim(rng, world)
     merchant = rng.choice([m for m in world.online if m.mcc in LARGE_TICKET_MCCS])
@@ -396,7 +441,7 @@ def _large_amount(rng: random.Random, world: World) -> list[_Draft]:
     return [_fraud_draft(account, card, at, merchant, cents, "large_amount", _fraudster(rng))]
 
 
-def _risky_merchant(rng: random.Random, world: World) -> list[_Draft]:
+def _risky_merchant(rng: random.Random, world: World) -> list[Draft]:
     """A few charges at high-risk merchants abroad (betting, crypto, wire transfer)."""
     account, card, at = _victim(rng, world)
     who = _fraudster(rng)
@@ -410,12 +455,13 @@ def _risky_merchant(rng: random.Random, world: World) -> list[_Draft]:
 
 # scenario -> relative share of fraud events
 SCENARIOS = {"compromised_card_burst": 35, "card_testing": 30, "large_amount": 15, "risky_merchant": 20}
-SCENARIO_BUILDERS: dict[str, Callable[[random.Random, World], list[_Draft]]] = {
+SCENARIO_BUILDERS: dict[str, Callable[[random.Random, World], list[Draft]]] = {
     "compromised_card_burst": _compromised_card_burst,
     "card_testing": _card_testing,
     "large_amount": _large_amount,
     "risky_merchant": _risky_merchant,
 }
+TRUTHS = {s: Truth(s is not None, s) for s in (None, *SCENARIOS)}
 
 
 def assert_window_admissible(start: datetime, days: int, now: datetime) -> None:
