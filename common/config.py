@@ -25,42 +25,68 @@ ENV_NAME_VAR = "LEDGERLANE_ENV"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Docstrings under the fields are their descriptions: docs/configuration.md is generated from them.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class StorageConfig(_Section):
-    # Empty means "<home>/tables" so a local run needs no configuration at all.
+    """Where tables, evidence and checkpoints live: local folders or ``s3://`` prefixes."""
+
     tables_root: str = ""
+    """Root of every Delta table (``<root>/<layer>/<table>``). Empty: ``<home>/tables``."""
     evidence_root: str = ""
+    """Root of the evidence bundles, one folder per run. Empty: ``<home>/evidence``."""
     checkpoints_root: str = ""
+    """Root of the streaming checkpoints. Empty: ``<home>/checkpoints``."""
 
 
 class SparkConfig(_Section):
+    """How the one SparkSession is built (``common/spark.py``)."""
+
     profile: Literal["local", "emr"] = "local"
+    """``local`` resolves the connector jars itself; ``emr`` uses what the job was submitted with."""
     master: str = "local[2]"
+    """Spark master for the local profile (``spark-submit`` decides on EMR)."""
     shuffle_partitions: int = Field(default=4, ge=1, le=10_000)
+    """``spark.sql.shuffle.partitions``."""
     driver_memory: str = "2g"
+    """Driver memory for the local profile."""
     ui_enabled: bool = False
+    """Whether the Spark UI starts."""
     log_level: str = "WARN"
+    """Spark's log level once the session runs (``--verbose`` also shows start-up logging)."""
 
 
 class KafkaConfig(_Section):
-    # Empty means "the broker `ledgerlane services up` started under this home".
+    """The bus ingest reads."""
+
     bootstrap_servers: str = ""
+    """Kafka bootstrap servers. Empty: the broker ``ledgerlane services up`` started under this home."""
     topic: str = "ledgerlane.transactions"
+    """The transactions topic."""
     partitions: int = Field(default=3, ge=1, le=1000)
+    """Partitions when the simulator creates the topic."""
     consumer_group: str = "ledgerlane-ingest"
+    """Consumer group that mirrors ingest's committed position for standard lag tooling."""
     max_offsets_per_trigger: int = Field(default=50_000, ge=1)
+    """At most this many records per ingest batch."""
 
 
 class PostgresConfig(_Section):
-    # Empty host means "the cluster `ledgerlane services up` started under this home".
+    """The human-loop database."""
+
     host: str = ""
+    """Host. Empty: the cluster ``ledgerlane services up`` started under this home."""
     port: int = Field(default=0, ge=0, le=65535)
+    """Port (0 with a host: 5432)."""
     database: str = "ledgerlane"
+    """Database name."""
     user: str = ""
+    """Login role (required with a host); the application switches to ``ledgerlane_app`` at connect time."""
     password_env: str = "LEDGERLANE_PG_PASSWORD"
+    """Name of the environment variable holding the password (never the password itself)."""
     connect_timeout_s: int = Field(default=5, ge=1, le=120)
+    """Seconds to wait for a connection."""
 
 
 POLICY_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$"
@@ -73,15 +99,25 @@ class DecisionConfig(_Section):
     without a new ``policy_version`` is refused at decide time (the version names the behaviour)."""
 
     policy_version: str = Field(default="policy-2026-12-01", pattern=POLICY_VERSION_PATTERN)
+    """The policy's name in every decision, action and audit record (and in decision ids)."""
     review_score: float = Field(default=0.4, gt=0, le=1)
+    """A score at or above this is REVIEW (opens a case)."""
     decline_score: float = Field(default=0.75, gt=0, le=1)
+    """A score at or above this is DECLINE (blocks the card)."""
     high_amount_minor: int = Field(default=150_000, ge=1)
+    """Rule ``high_amount``: the amount, in minor units, from which it fires."""
     velocity_1d: int = Field(default=12, ge=1)
+    """Rule ``high_velocity``: transactions of the account in the last day, from which it fires."""
     many_countries_30d: int = Field(default=4, ge=1)
+    """Rule ``many_countries``: distinct countries of the account in 30 days, from which it fires."""
     risky_merchant_fraud_rate: float = Field(default=0.05, gt=0, le=1)
+    """Rule ``risky_merchant``: the merchant's certified fraud rate from which it fires."""
     risky_countries: tuple[str, ...] = ("NG", "RU", "RO", "CN", "HK")
+    """Rule ``risky_country``: the countries where it fires."""
     weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RULE_WEIGHTS))
+    """Weight of each rule in the score. A rule left out (or weighted 0) is switched off."""
     max_files_per_trigger: int = Field(default=200, ge=1, le=100_000)
+    """At most this many admitted-table files per decide batch."""
 
     @model_validator(mode="after")
     def _consistent(self) -> "DecisionConfig":
@@ -101,8 +137,10 @@ class DecisionConfig(_Section):
 
 
 class LineageConfig(_Section):
-    # Empty: OpenLineage events are written into each evidence bundle only; a URL also receives them.
+    """OpenLineage: events are always written into each evidence bundle."""
+
     url: str = ""
+    """An OpenLineage HTTP endpoint that also receives them (empty: none)."""
 
 
 class EmrConfig(_Section):
@@ -201,3 +239,26 @@ def secret_from_env(var: str, *, what: str) -> str:
     if not value:
         raise ConfigError(f"{what} is not set: export {var} (secrets are read only from the environment)")
     return value
+
+
+def reference() -> str:
+    """``docs/configuration.md``: every section and key, with its type, default and meaning, from this model."""
+    lines = ["# Configuration reference", "",
+             "Generated from `common/config.py` (`python -c 'from common.config import reference; print(reference())'`);",
+             "`tests/test_config.py` fails when this page and the model disagree.", "",
+             "A file is `conf/<env>.toml` (`--env`, `$LEDGERLANE_ENV`, default `local`) or `--config FILE`. Unknown keys",
+             "and values of the wrong type are errors that name the file and the key. Secrets are never keys: only",
+             "the names of the environment variables that hold them are.", ""]
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if not (isinstance(section, type) and issubclass(section, _Section)):
+            continue
+        lines += [f"## `[{name}]`", "", (section.__doc__ or "").strip().replace("\n    ", " "), "",
+                  "| key | type | default | meaning |", "|---|---|---|---|"]
+        for key, item in section.model_fields.items():
+            default = item.default_factory() if item.default_factory else item.default
+            annotation = item.annotation
+            kind = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+            lines.append(f"| `{key}` | `{kind}` | `{json.dumps(default)}` | {(item.description or '').strip()} |")
+        lines.append("")
+    return "\n".join(lines)

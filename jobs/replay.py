@@ -112,9 +112,10 @@ def replay_ingest(spark: SparkSession, settings: Settings, scratch: Settings, ru
 
 def replay_decisions(spark: SparkSession, settings: Settings, scratch: Settings, run_id: str) -> DataFrame:
     """Each event of the run decided again under the run's policy, with the feature versions it recorded."""
-    original = spark.read.format("delta").load(catalog.location(settings.tables_root, "decision.decisions")).where(
-        F.col("event_run_id") == run_id)
-    used = original.select("policy_version", "feature_versions").distinct().collect()
+    original = (spark.read.format("delta").load(catalog.location(settings.tables_root, "decision.decisions"))
+                .where(F.col("event_run_id") == run_id).withColumn("_versions", F.to_json("feature_versions")))
+    # Maps cannot be compared or made distinct in Spark: their JSON text can.
+    used = original.select("policy_version", "_versions").distinct().collect()
     if {row.policy_version for row in used} - {settings.decision.policy_version}:
         raise IdempotencyConflict(f"run {run_id} was decided under policy {sorted({r.policy_version for r in used})}; the "
                                   f"configuration now has {settings.decision.policy_version}: replay needs the run's policy")
@@ -123,9 +124,8 @@ def replay_decisions(spark: SparkSession, settings: Settings, scratch: Settings,
     features_table, merchants_table = product("account_features").table.name, product("merchant_risk").table.name
     decided = None
     for row in used:
-        versions = row.feature_versions
-        pinned = original.where(F.col("feature_versions") == F.create_map(*[
-            part for table, version in sorted(versions.items()) for part in (F.lit(table), F.lit(version).cast("long"))]))
+        versions = json.loads(row["_versions"])
+        pinned = original.where(F.col("_versions") == row["_versions"])
         batch = events.join(pinned.select("event_id"), on="event_id", how="left_semi")
         features = read_at(spark, settings, features_table, versions[features_table])
         merchants = read_at(spark, settings, merchants_table, versions[merchants_table])

@@ -11,6 +11,10 @@ command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+# The tests read the HTML evidence report in a real headless browser (Debian's chromium).
+if [[ "${LEDGERLANE_WITH_BROWSER:-0}" == 1 ]]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+fi
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     say "missing system packages: ${need_apt[*]} — install them (as root: apt-get install ${need_apt[*]}) and rerun"

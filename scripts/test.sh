@@ -3,7 +3,7 @@
 # (the fixtures start and stop them under a scratch home).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+LEDGERLANE_WITH_BROWSER=1 bash scripts/setup.sh
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

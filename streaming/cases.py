@@ -76,6 +76,7 @@ def to_action(row: dict) -> repo.OpenCaseAction:
 class CaseBatchWriter(query.BatchFunction):
     def __init__(self, paths: CaseTables, run_id: str, identity: ckpt.CheckpointIdentity, pg_params: dict):
         self.paths, self.run_id, self.identity, self.pg_params = paths, run_id, identity, pg_params
+        self.receipts_path, self.app_id = paths.receipts, identity.app_id
 
     def write(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession

@@ -103,6 +103,7 @@ class DecideBatchWriter(query.BatchFunction):
                  decision: DecisionConfig, pg_params: dict):
         self.paths, self.tables_root, self.run_id, self.identity = paths, tables_root, run_id, identity
         self.decision, self.pg_params = decision, pg_params
+        self.receipts_path, self.app_id = paths.receipts, identity.app_id
 
     def write(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession

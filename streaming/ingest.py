@@ -146,6 +146,7 @@ class IngestBatchWriter(query.BatchFunction):
     def __init__(self, paths: IngestTables, run_id: str, identity: ckpt.CheckpointIdentity):
         self.paths, self.run_id, self.app_id = paths, run_id, identity.app_id
         self.checkpoint, self.source = identity.checkpoint, identity.binding
+        self.receipts_path = paths.receipts
         self.validate = Validator()
 
     def write(self, batch: DataFrame, batch_id: int) -> None:

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
+from common import tables
 from common.errors import LedgerlaneError, ServiceError, StateDrift
 from common.locks import FileLock
 from streaming import checkpoint as ckpt
@@ -54,17 +56,33 @@ def explain(exc: StreamingQueryException, checkpoint: str) -> LedgerlaneError:
 
 
 class BatchFunction:
-    """Base of every ``foreachBatch`` function: it remembers the project error that stopped a batch, so
-    the runner re-raises that error (its message, its exit code) instead of Spark's wrapper of it."""
+    """Base of every ``foreachBatch`` function.
+
+    - It remembers the project error that stopped a batch, so the runner re-raises that error (its
+      message, its exit code) instead of Spark's wrapper of it.
+    - A batch replayed after a restart whose receipt (always its last write) exists is complete: every
+      write of it is durable, so nothing is computed again (a replay costs one small read, not a batch).
+    """
 
     failure: LedgerlaneError | None = None
+    replaying: int | None = None    # the uncommitted batch a restart replays (set by ``run_to_end``)
+    receipts_path: str = ""         # the table whose row for a batch is that batch's last write
+    app_id: str = ""
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         try:
+            if batch_id == self.replaying and self.is_complete(batch.sparkSession, batch_id):
+                return
             self.write(batch, batch_id)
         except LedgerlaneError as exc:
             self.failure = exc
             raise
+
+    def is_complete(self, spark: SparkSession, batch_id: int) -> bool:
+        if not self.receipts_path or not tables.exists(spark, self.receipts_path):
+            return False
+        receipts = spark.read.format("delta").load(self.receipts_path)
+        return receipts.where((F.col("app_id") == self.app_id) & (F.col("batch_id") == batch_id)).limit(1).count() == 1
 
     def write(self, batch: DataFrame, batch_id: int) -> None:
         raise NotImplementedError
@@ -74,6 +92,8 @@ def run_to_end(spark: SparkSession, start: Callable[[], StreamingQuery], checkpo
                batch_function: BatchFunction | None = None) -> None:
     """Start the query, wait for its end, stop it however that ends; Spark errors become ours."""
     pending = ckpt.pending_batch(spark, checkpoint)
+    if batch_function is not None:
+        batch_function.replaying = pending
     for attempt in (1, 2):
         query = start()
         try:

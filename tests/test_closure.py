@@ -225,3 +225,41 @@ def test_a_certification_appended_by_hand_is_not_a_proof(spark, closed, tmp_path
     assert not check.ok and "merchant_risk version 9" in check.detail
     assert spark.read.format("delta").load(catalog.location(settings.tables_root, "meta.certifications")) \
         .where(F.col("status") == "PASS").count() == 1
+
+
+def test_replay_from_the_anchors_rederives_the_run_identically(closed, tmp_path):
+    into = tmp_path / "replay"
+
+    code, out, err = cli("--config", str(closed.config), "--home", str(closed.root), "replay", "--run-id", RUN,
+                         "--into", str(into), "--json")
+
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["identical"] is True, summary["compared"]
+    assert summary["compared"]["admitted"]["replayed"] == summary["compared"]["admitted"]["original"] > 0
+    assert summary["compared"]["decisions"]["replayed"] > 0
+    assert json.loads((into / "replay.json").read_text())["identical"] is True
+
+
+def test_replay_refuses_a_folder_that_is_not_empty(closed, tmp_path):
+    (tmp_path / "occupied").mkdir()
+    (tmp_path / "occupied" / "precious.txt").write_text("keep me")
+
+    code, _, err = cli("--config", str(closed.config), "--home", str(closed.root), "replay", "--run-id", RUN,
+                       "--into", str(tmp_path / "occupied"))
+
+    assert code == 2 and "is not empty" in err
+    assert (tmp_path / "occupied" / "precious.txt").read_text() == "keep me"
+
+
+def test_openlineage_events_name_each_job_its_dataset_versions_and_assertions(closed):
+    events = [json.loads(path.read_text()) for path in sorted((Path(closed.store.root) / RUN / "openlineage").glob("*.json"))]
+    seen = {(event["job"]["name"], event["eventType"]) for event in events}
+    build = next(e for e in events if e["job"]["name"] == "build" and e["eventType"] == "COMPLETE")
+    features = {o["name"]: o for o in build["outputs"]}["gold.account_features"]["facets"]
+
+    assert {("ingest", "START"), ("ingest", "COMPLETE"), ("decide", "COMPLETE"), ("closure", "COMPLETE")} <= seen
+    assert features["version"]["datasetVersion"].isdigit()
+    assert features["dataQualityAssertions"]["assertions"] and all(
+        a["success"] for a in features["dataQualityAssertions"]["assertions"])
+    assert len({e["run"]["runId"] for e in events if e["job"]["name"] == "ingest"}) == 1

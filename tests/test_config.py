@@ -72,3 +72,17 @@ def test_home_resolution_order(tmp_path, monkeypatch):
     monkeypatch.delenv("LEDGERLANE_HOME")
     monkeypatch.chdir(tmp_path)
     assert resolve_home(None) == tmp_path / ".ledgerlane"
+
+
+def test_the_configuration_reference_is_generated_from_the_model():
+    from common.config import REPO_ROOT, reference
+
+    assert (REPO_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8") == reference() + "\n", (
+        "regenerate docs/configuration.md from common/config.py (see its first lines)")
+
+
+def test_the_published_evidence_schema_is_the_models():
+    from common.config import REPO_ROOT
+    from common.evidence import json_schema
+
+    assert (REPO_ROOT / "docs" / "evidence.schema.json").read_text(encoding="utf-8") == json_schema()

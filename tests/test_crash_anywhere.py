@@ -64,12 +64,26 @@ def stage(point: str) -> int:
     return next(i for i, prefix in enumerate(ORDER) if point.startswith(prefix))
 
 
+FAMILIES = ("ingest.", "run.", "export.", "build.", "certify.", "decide.", "cases.", "close.")
+
+
 def chosen_points(count: int, seed: int) -> list[str]:
-    picked = random.Random(seed).sample(STREAM_POINTS + JOB_POINTS, count)
+    """``count`` distinct points, spread over every stage: one family after another, each drawn at random."""
+    rng = random.Random(seed)
+    pools = [[p for p in STREAM_POINTS + JOB_POINTS if p.startswith(family)] for family in FAMILIES]
+    for pool in pools:
+        rng.shuffle(pool)
+    rng.shuffle(pools)
+    picked = []
+    while len(picked) < count and any(pools):
+        for pool in pools:
+            if pool and len(picked) < count:
+                picked.append(pool.pop())
     return sorted(picked, key=lambda p: (stage(p), p))
 
 
 def config_for(root: Path, db: dict, bootstrap: str, topic: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
     path = root / "run.toml"
     path.write_text(
         f'env = "crashtest"\n[storage]\ntables_root = "{root}/tables"\ncheckpoints_root = "{root}/checkpoints"\n'

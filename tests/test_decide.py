@@ -320,3 +320,36 @@ def test_a_feature_product_without_any_pass_stops_the_stream_before_it_decides(s
     assert code == UncertifiedProductError.exit_code
     assert "gold.account_features" in err and "no certification at all" in err
     assert not (tmp_path / "tables" / "decision").exists()
+
+
+def test_the_case_worker_fails_visibly_while_the_database_is_down_and_then_catches_up(spark, tmp_path):
+    import shutil as files
+
+    from helpers import make_home
+    from human_loop import migrate
+    from services import postgres
+    from services.base import no_progress
+
+    home = make_home("ledgerlane-cases-down-")
+    try:
+        postgres.start(home, no_progress)
+        db = postgres.admin_dsn_params(home)
+        migrate.migrate(db, run_id="r-cases-down")
+        lane = certified_lane(spark, tmp_path, db)
+        assert via_cli(lane, "stream", "decide", "--run-id", RUN, "--until-caught-up")[0] == 0
+        postgres.stop(home, no_progress)
+
+        code, out, err = via_cli(lane, "stream", "cases", "--run-id", RUN, "--until-caught-up")
+
+        assert code == 4, err
+        assert "could not serve the request" in err and "Traceback" not in err + out
+        postgres.start(home, no_progress)
+        code, out, err = via_cli(lane, "stream", "cases", "--run-id", RUN, "--until-caught-up", "--json")
+        assert code == 0, err
+        opening = read(spark, lane, "decision.actions").where(F.col("action_type") == "open_case").count()
+        with psycopg.connect(**db) as conn:
+            assert conn.execute("select count(*), count(distinct action_id) from human_loop.cases").fetchone() == (
+                opening, opening)
+    finally:
+        postgres.stop(home, no_progress)
+        files.rmtree(home, ignore_errors=True)

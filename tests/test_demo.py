@@ -7,7 +7,9 @@ UPDATE and DELETE) on every table, not only the ones a lane's own tests look at.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,22 +20,31 @@ from pyspark.sql import functions as F
 import products  # noqa: F401  (registers the product tables in the catalog)
 from cli import demo
 from common import catalog, delta, tables
+from helpers import make_home
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo_runs(spark, settings, services, tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    storage = settings.storage.model_copy(update={"tables_root": str(root / "tables"),
-                                                  "checkpoints_root": str(root / "checkpoints"),
-                                                  "evidence_root": str(root / "evidence")})
-    local = settings.model_copy(update={"storage": storage,
-                                        "kafka": settings.kafka.model_copy(update={"topic": "demo-test"})})
-    first = demo.demo(local, events=300, seed=3, now=NOW)
-    second = demo.demo(local, events=300, seed=3, now=NOW)
-    return SimpleNamespace(local=local, first=first, second=second)
+def demo_runs(spark):
+    """The README's first command itself (scripts/demo.sh, its own services in a scratch home), then the
+    same seed again in this process: both demos must end in verdicts."""
+    from common.config import load_settings
+    from services import manager
+
+    home = make_home("ledgerlane-demo-")
+    env = {**os.environ, "LEDGERLANE_HOME": str(home)}
+    try:
+        done = subprocess.run(["bash", "scripts/demo.sh", "--events", "300", "--seed", "3", "--json"], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=1500)
+        assert done.returncode == 0, done.stderr[-3000:]
+        local = load_settings("local", home=home)
+        second = demo.demo(local, events=300, seed=3)
+        yield SimpleNamespace(local=local, first=json.loads(done.stdout), second=second, stderr=done.stderr)
+    finally:
+        manager.down(home)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def written_tables(spark, tables_root: str) -> dict[str, str]:
@@ -49,6 +60,8 @@ def test_the_demo_ends_in_a_verdict_for_both_runs_with_labels_in_between(demo_ru
     assert first["labels"]["cases_reviewed"] > 0 and first["labels"]["chargebacks"]["inserted"] > 0
     assert demo.exit_code(first) == 0
     assert "left running: postgres on port" in demo.describe(first) and "services down" in demo.describe(first)
+    assert not [noise for noise in ("NativeCodeLoader", "log4j2-defaults", "%4|", "Traceback") if noise in
+                demo_runs.stderr], demo_runs.stderr[-2000:]
 
 
 def test_the_same_seed_again_admits_nothing_twice_and_still_closes(demo_runs):

@@ -121,7 +121,10 @@ def close(spark: SparkSession, settings: Settings, run_id: str, *, store: Bundle
     if store.exists(bundle.key(run_id, COMPLETE)):
         progress(f"run {run_id} is closed PASS already: verifying its bundle")
         return {**verify.verify(spark, settings, run_id, store=store), "rewritten": False}
-    holder = bundle.acquire(store, run_id, bundle.closed_at())
+    try:
+        holder = bundle.acquire(store, run_id, bundle.closed_at())
+    except OSError as exc:
+        raise unwritable(settings, run_id, exc) from None
     try:
         started = time.monotonic()
         progress("reading Delta logs, checkpoints, the bus, receipts and the database")
@@ -130,15 +133,19 @@ def close(spark: SparkSession, settings: Settings, run_id: str, *, store: Bundle
         attempt = bundle.archive_previous_attempt(store, run_id)
         progress("writing the evidence bundle")
         evidence = write_bundle(spark, store, settings, facts, checks, attempt)
-    except (OSError, PermissionError) as exc:
-        raise ClosureFailed(f"run {run_id}: the evidence folder {settings.evidence_root} could not be written "
-                            f"({exc}); no verdict was recorded") from None
+    except OSError as exc:
+        raise unwritable(settings, run_id, exc) from None
     finally:
         bundle.release(store, run_id, holder)
     return {"run_id": run_id, "verdict": evidence.verdict, "reasons": evidence.reasons, "attempt": evidence.attempt,
             "bundle": f"{store.root.rstrip('/')}/{run_id}", "report": f"{store.root.rstrip('/')}/{run_id}/report.html",
             "checks": len(evidence.checks), "copied": len(evidence.copied), "rewritten": True,
             "seconds": round(time.monotonic() - started, 2)}
+
+
+def unwritable(settings: Settings, run_id: str, exc: OSError) -> ClosureFailed:
+    return ClosureFailed(f"run {run_id}: the evidence folder {settings.evidence_root} could not be written "
+                         f"({exc.strerror or exc}); no verdict was recorded, the run stays open")
 
 
 def write_bundle(spark: SparkSession, store: BundleStore, settings: Settings, facts: Facts, checks: list,

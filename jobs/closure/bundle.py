@@ -95,8 +95,11 @@ def _holder(store: BundleStore, run_id: str) -> dict | None:
 
 
 def release(store: BundleStore, run_id: str, holder: dict) -> None:
-    if _holder(store, run_id) == holder:
-        store.delete(key(run_id, LOCK))
+    try:
+        if _holder(store, run_id) == holder:
+            store.delete(key(run_id, LOCK))
+    except OSError:
+        pass   # the lock file is gone or its folder unwritable: nothing is held either way
 
 
 # ---- attempts -------------------------------------------------------------------------------------------
