@@ -55,6 +55,8 @@ _SPECS = [
     TableSpec("meta.decide_receipts", "One receipt per decide batch: events, outcomes, actions, card blocks",
               append_only=True),
     TableSpec("meta.case_receipts", "One receipt per case-worker batch: actions seen, cases opened", append_only=True),
+    TableSpec("meta.history_verified", "Per append-only table, the version through which a PASS closure read its log "
+              "and found no rewrite", append_only=True),
     TableSpec("meta.certifications", "Checker verdicts: (product, Delta version) PASS or FAIL", append_only=True),
     TableSpec("meta.job_receipts", "Per batch job attempt: inputs and outputs with versions, verdict", append_only=True,
               partition_by=("run_id",)),

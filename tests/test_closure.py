@@ -202,9 +202,11 @@ def test_a_restore_of_an_append_only_table_is_read_from_its_log(spark, closed, t
                      "decision.audit", RUN)
     DeltaTable.forPath(spark, path).restoreToVersion(0)   # Delta allows it: only the log can tell
 
-    found = gathering.history_rewrites(spark, settings)
+    found, read_through = gathering.history_rewrites(spark, settings)
+    after_it, _ = gathering.history_rewrites(spark, settings, since={"decision.audit": 2})
 
     assert found == ["decision.audit version 2: RESTORE removed 1 data files"]
+    assert read_through == {"decision.audit": 2} and after_it == [], "only commits after a watermark are read"
 
 
 def test_a_certification_appended_by_hand_is_not_a_proof(spark, closed, tmp_path):

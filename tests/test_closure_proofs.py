@@ -59,8 +59,7 @@ def proven() -> Facts:
         certifications=[{"product": "transactions_view", "version": 4, "status": "PASS", "evidence_path": "/e/tv.json"}],
         certify_receipts=[{"product": "transactions_view", "status": "PASS", "outputs": [{"version": 4}]}],
         certification_files={"/e/tv.json": {"status": "PASS", "version": 4}},
-        migrations={"at_head": True, "head": "V005__observed_at_floor", "problems": []}, migrations_error=None,
-        decide_receipts=[], case_receipts=[])
+        migrations={"at_head": True, "head": "V005__observed_at_floor", "problems": []}, migrations_error=None)
 
 
 def failed(facts: Facts) -> dict[str, str]:

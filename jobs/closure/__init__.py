@@ -133,6 +133,8 @@ def close(spark: SparkSession, settings: Settings, run_id: str, *, store: Bundle
         attempt = bundle.archive_previous_attempt(store, run_id)
         progress("writing the evidence bundle")
         evidence = write_bundle(spark, store, settings, facts, checks, attempt)
+        if evidence.verdict == PASS:
+            gathering.record_watermarks(spark, settings, run_id, facts.verified_through)
     except OSError as exc:
         raise unwritable(settings, run_id, exc) from None
     finally:

@@ -87,9 +87,7 @@ class Facts:
     certification_files: dict[str, dict | None]
     migrations: dict | None
     migrations_error: str | None
-    decide_receipts: list[dict]
-    case_receipts: list[dict]
-    extra: dict = field(default_factory=dict)
+    verified_through: dict[str, int] = field(default_factory=dict)   # append-only tables: last version read
 
 
 def loc(settings: Settings, table: str) -> str:
@@ -153,23 +151,48 @@ REWRITING_OPERATIONS = {"DELETE", "UPDATE", "MERGE", "RESTORE", "TRUNCATE", "REP
                         "SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "ALTER TABLE"}
 
 
-def history_rewrites(spark: SparkSession, settings: Settings) -> list[str]:
+WATERMARKS = "meta.history_verified"
+WATERMARK_SCHEMA = "table_name string, version long, run_id string, verified_at timestamp"
+
+
+def watermarks(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    """Per append-only table, the last version a PASS closure read free of rewrites (read no further back)."""
+    rows = (tables.read_or_empty(spark, loc(settings, WATERMARKS), WATERMARK_SCHEMA)
+            .groupBy("table_name").agg(F.max("version").alias("version")).collect())
+    return {r.table_name: r.version for r in rows}
+
+
+def history_rewrites(spark: SparkSession, settings: Settings,
+                     since: dict[str, int] | None = None) -> tuple[list[str], dict[str, int]]:
     """Append-only tables whose log shows a rewrite: a removed data file, or an operation that can
     rewrite (RESTORE, DELETE, UPDATE, switching table properties). Delta allows all of these once
-    ``delta.appendOnly`` is switched off, so only the log can tell."""
-    found = []
+    ``delta.appendOnly`` is switched off, so only the log can tell. Only commits after ``since`` (what
+    earlier PASS closures verified) are read, so the cost follows the new commits, not the history.
+    Returns the rewrites found and, per table, the last version read."""
+    found, read_through = [], {}
     for name, spec in sorted(catalog.TABLES.items()):
         path = loc(settings, name)
         if not spec.append_only or not tables.exists(spark, path):
             continue
-        for version in delta.commit_versions(spark, path):
+        start = (since or {}).get(name, -1)
+        for version in (v for v in delta.commit_versions(spark, path) if v > start):
+            read_through[name] = version
             _, actions = delta.read_commit(spark, path, version)
             operation = delta.commit_info(actions).get("operation", "")
             removed = sum(1 for a in actions if "remove" in a and a["remove"].get("dataChange", True))
             if operation.upper() in REWRITING_OPERATIONS or removed:
                 found.append(f"{name} version {version}: {operation or 'commit'}"
                              + (f" removed {removed} data files" if removed else ""))
-    return found
+    return found, read_through
+
+
+def record_watermarks(spark: SparkSession, settings: Settings, run_id: str, verified: dict[str, int]) -> None:
+    """After a PASS: the append-only history up to these versions was read and found unrewritten."""
+    from datetime import datetime as clock
+
+    rows = [(table, version, run_id, clock.now(timezone.utc)) for table, version in sorted(verified.items())]
+    if rows:
+        delta.append(spark.createDataFrame(rows, WATERMARK_SCHEMA), loc(settings, WATERMARKS), WATERMARKS, run_id)
 
 
 # ---- the run's rows ----------------------------------------------------------------------------------
@@ -295,10 +318,11 @@ def gather(spark: SparkSession, settings: Settings, run_id: str) -> Facts:
     actions = action_facts(spark, settings, decision_ids)
     certs, certify, files = certification_facts(spark, settings, run_id)
     migrations, migrations_error = migration_facts(settings)
+    rewrites, verified = history_rewrites(spark, settings, watermarks(spark, settings))
     return Facts(
         run_id=run_id, basis=basis, proof=proofs[-1] if proofs else None, epoch=epoch, bus_now=now, bus_error=error,
         ingest_receipts=ingest_receipts, streams=streams, committed=committed,
-        commits=run_commits(spark, settings, run_id, since), rewrites=history_rewrites(spark, settings),
+        commits=run_commits(spark, settings, run_id, since), rewrites=rewrites,
         admitted=admitted, decisions=decisions, actions=actions,
         audit=audit_facts(spark, settings, decision_ids, actions), effects=effect_facts(spark, settings, actions),
         products=status.run_statuses(spark, settings.tables_root, run_id), certifications=certs,
