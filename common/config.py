@@ -28,6 +28,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+SECRET_ARN_PATTERN = r"^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+)?$"
+
+
 class StorageConfig(_Section):
     # Empty means "<home>/tables" so a local run needs no configuration at all.
     tables_root: str = ""
@@ -51,6 +54,18 @@ class KafkaConfig(_Section):
     partitions: int = Field(default=3, ge=1, le=1000)
     consumer_group: str = "ledgerlane-ingest"
     max_offsets_per_trigger: int = Field(default=50_000, ge=1)
+    # Empty: plaintext (the local broker). MSK with SASL/SCRAM: "SASL_SSL" + "SCRAM-SHA-512", and the
+    # user name and password in the Secrets Manager secret ``sasl_secret_arn`` (JSON: username, password).
+    security_protocol: Literal["", "SASL_SSL"] = ""
+    sasl_mechanism: Literal["", "SCRAM-SHA-512"] = ""
+    sasl_secret_arn: str = Field(default="", pattern=SECRET_ARN_PATTERN)
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> "KafkaConfig":
+        chosen = [bool(self.security_protocol), bool(self.sasl_mechanism), bool(self.sasl_secret_arn)]
+        if any(chosen) and not all(chosen):
+            raise ValueError("security_protocol, sasl_mechanism and sasl_secret_arn are set together or not at all")
+        return self
 
 
 class PostgresConfig(_Section):
@@ -60,6 +75,9 @@ class PostgresConfig(_Section):
     database: str = "ledgerlane"
     user: str = ""
     password_env: str = "LEDGERLANE_PG_PASSWORD"
+    # In production the password lives in AWS Secrets Manager: the driver reads this secret at job start
+    # (a plain string, or JSON with a "password" key as RDS writes it) into ``password_env``, never a file.
+    password_secret_arn: str = Field(default="", pattern=SECRET_ARN_PATTERN)
     connect_timeout_s: int = Field(default=5, ge=1, le=120)
 
 
@@ -105,13 +123,37 @@ class LineageConfig(_Section):
     url: str = ""
 
 
+class EmrResources(_Section):
+    """Spark resources of one job run on EMR Serverless (its worker sizes follow from these)."""
+
+    driver_cores: int = Field(default=2, ge=1, le=16)
+    driver_memory: str = Field(default="8g", pattern=r"^[1-9][0-9]{0,3}g$")
+    executor_cores: int = Field(default=4, ge=1, le=16)
+    executor_memory: str = Field(default="16g", pattern=r"^[1-9][0-9]{0,3}g$")
+    max_executors: int = Field(default=20, ge=1, le=1000)
+
+
 class EmrConfig(_Section):
-    application_id: str = ""
-    execution_role_arn: str = ""
+    """Where and how jobs run on EMR Serverless (``emr/``, ``docs/emr.md``)."""
+
+    application_id: str = Field(default="", pattern=r"^[0-9a-z]{0,64}$")
+    execution_role_arn: str = Field(default="", pattern=r"^(arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+)?$", max_length=2048)
     release_label: str = "emr-spark-8.1.0"
-    artifacts_uri: str = ""
-    logs_uri: str = ""
-    region: str = "us-east-1"
+    architecture: Literal["X86_64", "ARM64"] = "X86_64"
+    artifacts_uri: str = Field(default="", pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?)?$")
+    logs_uri: str = Field(default="", pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?)?$")
+    region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    # The interpreter the packed environment's bin/python links to inside the EMR runtime image.
+    python_interpreter: str = "/usr/bin/python3.11"
+    # Delta concurrent writers on S3: the DynamoDB log store's table (docs/emr.md); "" turns it off.
+    delta_log_table: str = Field(default="ledgerlane_delta_log", pattern=r"^([A-Za-z0-9_.-]{3,255})?$")
+    batch_timeout_minutes: int = Field(default=240, ge=5, le=10_080)
+    batch_max_attempts: int = Field(default=1, ge=1, le=10)
+    stream_max_failed_attempts_per_hour: int = Field(default=5, ge=1, le=10)
+    poll_seconds: float = Field(default=15.0, ge=0.0, le=600.0)
+    resources: EmrResources = EmrResources()
+    # Per-job overrides by qualified job name ("stream-ingest", "job-build"); unnamed jobs use ``resources``.
+    job_resources: dict[str, EmrResources] = Field(default_factory=dict)
 
 
 class Settings(_Section):
