@@ -50,10 +50,11 @@ class JobSpec:
 def parse(job: Job, argv: list[str]) -> tuple[tuple[str, ...], dict[str, Any]]:
     """(positional values, raw option texts) from ``argv``; unknown or repeated options are refused."""
     flags = {option.flag: option for option in job.options}
+    for token in argv:
+        _assert_bounded(token)
     positional, raw, tokens = [], {}, list(argv)
     while tokens:
         token = tokens.pop(0)
-        _assert_bounded(token)
         if not token.startswith("--"):
             positional.append(token)
             continue
