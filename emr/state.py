@@ -11,6 +11,7 @@ certify job's result file confirms it, as ``checks.certifications.verdicts_of`` 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -57,14 +58,23 @@ def storage_options(session, s3_client) -> dict[str, str]:
     return options
 
 
-def rows(uri: str, options: dict[str, str], run_id: str) -> list[dict]:
+def has_log(uri: str, s3_client) -> bool:
+    """Whether a Delta log exists at ``uri`` (deltalake reports a missing table as a generic error)."""
+    if not uri.startswith("s3://"):
+        return os.path.isdir(os.path.join(uri.removeprefix("file:"), "_delta_log"))
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    found = s3_client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix.rstrip('/')}/_delta_log/", MaxKeys=1)
+    return found.get("KeyCount", 0) > 0
+
+
+def rows(uri: str, options: dict[str, str], run_id: str, s3_client) -> list[dict]:
     """The rows of the Delta table at ``uri`` for ``run_id``; no table yet means no rows."""
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError
 
+    if not has_log(uri, s3_client):
+        return []
     try:
-        if not DeltaTable.is_deltatable(uri, storage_options=options):
-            return []
         table = DeltaTable(uri, storage_options=options)
         return table.to_pyarrow_table(filters=[("run_id", "=", run_id)]).to_pylist()
     except (DeltaError, OSError) as exc:
@@ -100,9 +110,9 @@ def read_text(path: str, s3_client) -> str | None:
 
 
 def product_states(tables_root: str, run_id: str, options: dict[str, str], s3_client) -> dict[str, status.ProductStatus]:
-    run_receipts = sorted(rows(catalog.location(tables_root, RECEIPTS), options, run_id),
+    run_receipts = sorted(rows(catalog.location(tables_root, RECEIPTS), options, run_id, s3_client),
                           key=lambda r: (r["product"], r["step"], r["attempt"]))
-    certified = rows(catalog.location(tables_root, CERTIFICATIONS), options, run_id)
+    certified = rows(catalog.location(tables_root, CERTIFICATIONS), options, run_id, s3_client)
     result = {}
     for name in NAMES:
         location = catalog.location(tables_root, find_product(name).table.name)
@@ -115,7 +125,7 @@ def product_states(tables_root: str, run_id: str, options: dict[str, str], s3_cl
 
 def read(settings, run_id: str, options: dict[str, str], s3_client) -> RunState:
     tables_root = settings.tables_root
-    proofs = rows(catalog.location(tables_root, CAUGHT_UP), options, run_id)
+    proofs = rows(catalog.location(tables_root, CAUGHT_UP), options, run_id, s3_client)
     products = product_states(tables_root, run_id, options, s3_client)
     complete = open_store(settings.evidence_root, s3_client=s3_client).exists(bundle_key(run_id, COMPLETE))
     return RunState(run_id=run_id, caught_up=any(p.get("caught_up") for p in proofs),
