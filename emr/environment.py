@@ -164,7 +164,7 @@ def pack(site_packages: Path, target: Target, out: Path) -> Path:
         raise ConfigError(f"emr.python_interpreter must be an absolute path, found {target.interpreter!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
-    with open(partial, "wb") as raw, GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz, \
+    with open(partial, "wb") as raw, GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=6) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add_link(tar, f"bin/python{PYTHON_VERSION}", target.interpreter)
         _add_link(tar, "bin/python3", f"python{PYTHON_VERSION}")
