@@ -166,3 +166,35 @@ def _anything():
     from botocore.stub import ANY
 
     return ANY
+
+
+def test_the_example_configuration_is_ready_and_its_per_job_resources_apply(tmp_path):
+    from common.config import CONF_DIR
+    from emr.aws import assert_ready
+
+    settings = load_settings(path=CONF_DIR / "emr.example.toml", home=tmp_path)
+    assert_ready(settings)
+
+    assert specs.spec_for(find("stream-ingest"), ["--run-id", RUN], settings).resources.max_executors == 12
+    assert specs.spec_for(find("close"), ["--run-id", RUN], settings).resources == settings.emr.resources
+
+
+def test_the_job_roles_policy_grants_what_the_example_configuration_uses_and_no_wildcard_action(tmp_path):
+    import json
+    from pathlib import Path
+
+    from common.config import CONF_DIR
+
+    settings = load_settings(path=CONF_DIR / "emr.example.toml", home=tmp_path)
+    policy = json.loads((Path(__file__).resolve().parent.parent / "docs" / "iam" / "ledgerlane-emr-job-role.json")
+                        .read_text())
+    granted = {(action, resource) for statement in policy["Statement"] for action in statement["Action"]
+               for resource in statement["Resource"]}
+    lake = settings.storage.tables_root.removeprefix("s3://").split("/")[0]
+
+    assert ("secretsmanager:GetSecretValue", settings.postgres.password_secret_arn) in granted
+    assert ("secretsmanager:GetSecretValue", settings.kafka.sasl_secret_arn) in granted
+    assert ("dynamodb:PutItem", f"arn:aws:dynamodb:{settings.emr.region}:123456789012:table/"
+            f"{settings.emr.delta_log_table}") in granted
+    assert ("s3:PutObject", f"arn:aws:s3:::{lake}/tables/*") in granted
+    assert not any("*" in action for action, _ in granted)
