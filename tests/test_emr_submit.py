@@ -236,3 +236,33 @@ def test_a_missing_secret_is_a_service_error_naming_the_permission(tmp_path, aws
 
     with pytest.raises(ServiceError, match="secretsmanager:GetSecretValue"):
         secrets.publish(settings, client)
+
+
+def test_clients_keep_botocores_validation_on_and_a_refused_request_is_a_config_error(tmp_path, aws, monkeypatch):
+    import boto3
+
+    from emr.aws import Clients
+    from emr.submitter import Submitter
+
+    monkeypatch.setattr("emr.aws.new_session", lambda region: boto3.session.Session(region_name=region))
+    settings = load_settings(path=emr_config(tmp_path / "emr.toml", app_id=aws["app"]), home=tmp_path)
+    clients = Clients.for_settings(settings)
+
+    assert clients.emr.meta.config.parameter_validation is True and clients.s3.meta.config.parameter_validation
+    with pytest.raises(ConfigError, match="GetJobRun request refused before sending"):
+        Submitter(clients, settings).describe("")          # below the model's minimum length: never sent
+
+
+def test_driver_logs_are_read_in_bounded_memory_last_lines_first_cut(tmp_path):
+    import gzip
+    import io
+
+    from emr.submitter import MAX_LOG_LINE, tail
+
+    body = io.BytesIO(gzip.compress("".join(f"line {i}\n" for i in range(100_000)).encode()
+                                    + b"x" * 50_000 + b"\n"))
+
+    lines = tail(body, 3).splitlines()
+
+    assert lines[:2] == ["line 99998", "line 99999"]
+    assert len(lines[2]) == MAX_LOG_LINE + 2 and lines[2].endswith(" …")
