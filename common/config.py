@@ -137,7 +137,8 @@ class EmrConfig(_Section):
     """Where and how jobs run on EMR Serverless (``emr/``, ``docs/emr.md``)."""
 
     application_id: str = Field(default="", pattern=r"^[0-9a-z]{0,64}$")
-    execution_role_arn: str = Field(default="", pattern=r"^(arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+)?$", max_length=2048)
+    execution_role_arn: str = Field(default="", pattern=r"^(arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+)?$",
+                                    max_length=2048)
     release_label: str = "emr-spark-8.1.0"
     architecture: Literal["X86_64", "ARM64"] = "X86_64"
     artifacts_uri: str = Field(default="", pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?)?$")

@@ -55,7 +55,8 @@ class Target:
         try:
             return MACHINES[self.architecture]
         except KeyError:
-            raise ConfigError(f"architecture must be one of {', '.join(MACHINES)}, found {self.architecture!r}") from None
+            raise ConfigError(f"architecture must be one of {', '.join(MACHINES)}, "
+                              f"found {self.architecture!r}") from None
 
     def platforms(self) -> list[str]:
         return [f"{tag}_{self.machine}" for tag in MANYLINUX]

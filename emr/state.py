@@ -109,7 +109,8 @@ def read_text(path: str, s3_client) -> str | None:
         return None
 
 
-def product_states(tables_root: str, run_id: str, options: dict[str, str], s3_client) -> dict[str, status.ProductStatus]:
+def product_states(tables_root: str, run_id: str, options: dict[str, str],
+                   s3_client) -> dict[str, status.ProductStatus]:
     run_receipts = sorted(rows(catalog.location(tables_root, RECEIPTS), options, run_id, s3_client),
                           key=lambda r: (r["product"], r["step"], r["attempt"]))
     certified = rows(catalog.location(tables_root, CERTIFICATIONS), options, run_id, s3_client)

@@ -99,8 +99,8 @@ def from_summary(summary: dict) -> JobRun | None:
     match = NAME.match(summary.get("name") or "")
     if match is None:
         return None
-    return JobRun(summary.get("id") or summary["jobRunId"], match["run_id"], match["step"], int(match["attempt"]), summary["state"],
-                  summary.get("stateDetails") or "")
+    return JobRun(summary.get("id") or summary["jobRunId"], match["run_id"], match["step"], int(match["attempt"]),
+                  summary["state"], summary.get("stateDetails") or "")
 
 
 class Submitter:

@@ -55,7 +55,8 @@ def test_the_environment_archive_is_a_venv_and_the_same_bytes_every_time(tmp_pat
         config = tar.extractfile("pyvenv.cfg").read().decode()
 
     assert first == second
-    assert members["bin/python"].linkname == "python3.11" and members["bin/python3.11"].linkname == "/usr/bin/python3.11"
+    assert members["bin/python"].linkname == "python3.11"
+    assert members["bin/python3.11"].linkname == "/usr/bin/python3.11"
     assert "home = /usr/bin\n" in config and "include-system-site-packages = false" in config
     assert "lib/python3.11/site-packages/pkg/__init__.py" in members
     assert not any("__pycache__" in name for name in members)

@@ -214,8 +214,8 @@ def write_run_tables(spark, folder: Path, aws, *, confirm=("transactions_view", 
     now = datetime.now(timezone.utc)
     proof = {"run_id": RUN, "app_id": "app", "topic": "t", "proved_at": now, "caught_up": True,
              "committed_batch": 3, "partitions": []}
-    delta.append(spark.createDataFrame([proof], basis.CAUGHT_UP_SCHEMA), catalog.location(str(folder), "meta.caught_up"),
-                 "meta.caught_up", RUN)
+    delta.append(spark.createDataFrame([proof], basis.CAUGHT_UP_SCHEMA),
+                 catalog.location(str(folder), "meta.caught_up"), "meta.caught_up", RUN)
     verdicts = {"transactions_view": "PASS", "account_features": "PASS", "merchant_risk": "FAIL"}
     for name, verdict in verdicts.items():
         location = catalog.location(s3_root, product(name).table.name)

@@ -191,7 +191,8 @@ def secret_settings(tmp_path, aws, monkeypatch, pg_secret: str, kafka_secret: st
     text = config.read_text().replace('user = "ledgerlane_app"\n', f'user = "ledgerlane_app"\npassword_secret_arn = '
                                       f'"{pg_arn}"\npassword_env = "LL_TEST_PG_SECRET"\n')
     text = text.replace('bootstrap_servers = "b-1.msk.example:9096"\n', 'bootstrap_servers = "b-1.msk.example:9096"\n'
-                        f'security_protocol = "SASL_SSL"\nsasl_mechanism = "SCRAM-SHA-512"\nsasl_secret_arn = "{kafka_arn}"\n')
+                        'security_protocol = "SASL_SSL"\nsasl_mechanism = "SCRAM-SHA-512"\n'
+                        f'sasl_secret_arn = "{kafka_arn}"\n')
     config.write_text(text)
     for var in ("LL_TEST_PG_SECRET", secrets.KAFKA_SASL_USERNAME_ENV, secrets.KAFKA_SASL_PASSWORD_ENV):
         monkeypatch.delenv(var, raising=False)
@@ -202,7 +203,8 @@ def test_secrets_are_read_by_arn_into_the_drivers_environment_only(tmp_path, aws
     from common import secrets
     from common.endpoints import postgres_params
 
-    settings, client = secret_settings(tmp_path, aws, monkeypatch, json.dumps({"username": "app", "password": "pg-s3cr3t"}),
+    settings, client = secret_settings(tmp_path, aws, monkeypatch,
+                                       json.dumps({"username": "app", "password": "pg-s3cr3t"}),
                                        json.dumps({"username": "ingest", "password": 'k"s3cr3t'}))
 
     published = secrets.publish(settings, client)
