@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
 import tarfile
 from dataclasses import dataclass, field
 from gzip import GzipFile
@@ -23,6 +24,7 @@ from pathlib import Path
 from common.config import REPO_ROOT, Settings, config_path
 from common.errors import ConfigError, ServiceError, StateDrift
 from emr import environment, jars
+from jobs.batch_context import CODE_VERSION_FILE, code_version
 
 # The packages a job needs on EMR (cli/, emr/ and services/ run only where jobs are submitted from).
 RUNTIME_PACKAGES = ("common", "checks", "human_loop", "products", "streaming", "jobs")
@@ -93,12 +95,21 @@ def build_code(settings: Settings, out_dir: Path, config_file: Path) -> Path:
         for name, path in code_files():
             _add(tar, name, path.read_bytes())
         _add(tar, f"conf/{settings.env}.toml", config_file.read_bytes())
+        _add(tar, CODE_VERSION_FILE, f"{stamped_version()}\n".encode())
     data = buffer.getvalue()
     out = Path(out_dir) / f"ledgerlane-code-{hashlib.sha256(data).hexdigest()[:HASH_CHARS]}.tar.gz"
     out.parent.mkdir(parents=True, exist_ok=True)
     if not out.is_file():
         out.write_bytes(data)
     return out
+
+
+def stamped_version() -> str:
+    """The commit packaged (receipts name it on EMR, where there is no git), ``+dirty`` with local changes."""
+    version = code_version()
+    done = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", *RUNTIME_PACKAGES],
+                          capture_output=True, text=True, check=False)
+    return version + ("+dirty" if version.startswith("git:") and done.stdout.strip() else "")
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

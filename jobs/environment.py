@@ -44,6 +44,7 @@ def executor_probes(spark: SparkSession, tasks: int) -> list[dict]:
 
 
 def check(spark: SparkSession, tables_root: str, run_id: str, *, tasks: int = 2) -> dict:
+    from jobs.batch_context import code_version
     from jobs.smoke import delta_time_travel
 
     run_id = assert_run_id(run_id)
@@ -51,12 +52,13 @@ def check(spark: SparkSession, tables_root: str, run_id: str, *, tasks: int = 2)
     delta = delta_time_travel(spark, catalog.location(tables_root, "meta.smoke"), run_id)
     broken = [f"{side}: {name} {value}" for side, found in [("driver", driver), *[("executor", e) for e in executors]]
               for name, value in found["modules"].items() if str(value).startswith("FAILED")]
-    return {"run_id": run_id, "driver": driver, "executors": executors, "delta": delta, "broken": broken,
-            "ok": not broken and delta["rows_then"] == 2}
+    return {"run_id": run_id, "code_version": code_version(), "driver": driver, "executors": executors,
+            "delta": delta, "broken": broken, "ok": not broken and delta["rows_then"] == 2}
 
 
 def describe(summary: dict) -> str:
-    lines = [f"environment {'OK' if summary['ok'] else 'BROKEN'} (run {summary['run_id']})",
+    verdict = "OK" if summary["ok"] else "BROKEN"
+    lines = [f"environment {verdict} (run {summary['run_id']}, code {summary['code_version']})",
              f"  driver    python {summary['driver']['python']} {summary['driver']['machine']} "
              f"prefix {summary['driver']['prefix']}"]
     lines += [f"  executor  python {e['python']} {e['machine']} prefix {e['prefix']}" for e in summary["executors"]]

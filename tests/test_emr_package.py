@@ -76,6 +76,8 @@ def test_the_code_archive_holds_the_runtime_packages_their_data_and_the_configur
     assert {"jobs/submit.py", "jobs/registry.py", "common/config.py", "conf/prod.toml"} <= names
     assert any(name.startswith("human_loop/migrations/V001") and name.endswith(".sql") for name in names)
     assert not any(name.split("/")[0] in ("cli", "emr", "services", "tests") for name in names)
+    with tarfile.open(first) as tar:
+        assert tar.extractfile("CODE_VERSION").read().decode().startswith("git:")   # receipts name it on EMR
 
 
 # ---- a real spark-submit from the unpacked package -------------------------------------------------------
@@ -138,3 +140,4 @@ def test_a_real_spark_submit_runs_a_job_from_the_unpacked_package_as_emr_starts_
         assert side["prefix"] == str(work / "environment") and not side["executable"].startswith(venv)
         assert side["python"].startswith("3.11.") and side["modules"]["pyarrow"] == metadata.version("pyarrow")
     assert summary["delta"] == {"version_read": 0, "rows_then": 2, "rows_now": 3}
+    assert summary["code_version"] == package.stamped_version()     # no git on EMR: the stamped commit
