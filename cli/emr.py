@@ -49,6 +49,13 @@ def _package_provider(app: AppContext, settings, submitter, quiet: bool):
     return provide
 
 
+def _bounded(flag: str, text: str, low: int, high: int) -> int:
+    try:
+        return int_between(low, high)(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+
+
 def _print_logs(logs: dict[str, str]) -> None:
     for kind in ("stdout", "stderr"):
         if kind in logs:
@@ -91,8 +98,8 @@ def submit_command(app: AppContext, attempt: str, no_wait: bool, timeout_s: str 
     from emr.spec import spec_for
     from jobs.registry import find
 
-    attempt_n = int_between(1, 9999)(attempt)
-    timeout = None if timeout_s is None else int_between(1, 7 * 24 * 3600)(timeout_s)
+    attempt_n = _bounded("--attempt", attempt, 1, 9999)
+    timeout = None if timeout_s is None else _bounded("--timeout", timeout_s, 1, 7 * 24 * 3600)
     settings = _settings(app)
     spec = spec_for(find(job), list(job_args), settings)
     submitter = _submitter(settings, as_json)
@@ -137,7 +144,7 @@ def status_command(app: AppContext, job_run_id: str | None, run_id: str | None, 
 def logs_command(app: AppContext, job_run_id: str, lines: str) -> None:
     """The driver's stdout and stderr of a job run, from the S3 logs every run writes."""
     submitter = _submitter(_settings(app), True)
-    logs = submitter.driver_logs(job_run_id, lines=int_between(1, 100_000)(lines))
+    logs = submitter.driver_logs(job_run_id, lines=_bounded("--lines", lines, 1, 100_000))
     for kind in ("stdout", "stderr"):
         if kind in logs:
             click.echo(f"--- driver {kind} ---\n{logs[kind]}")

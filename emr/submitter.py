@@ -215,7 +215,7 @@ class Submitter:
             raise ServiceError(f"EMR Serverless or S3 refused {operation}: {error_code(exc)}: "
                                f"{exc.response.get('Error', {}).get('Message', '')}".rstrip(": ")) from None
         except BotoCoreError as exc:
-            raise ServiceError(f"could not reach AWS for {operation}: {type(exc).__name__}: {exc}") from None
+            raise ServiceError(f"AWS call {operation} failed: {type(exc).__name__}: {exc}") from None
 
 
 def tail(body, lines: int) -> str:

@@ -268,3 +268,16 @@ def test_driver_logs_are_read_in_bounded_memory_last_lines_first_cut(tmp_path):
 
     assert lines[:2] == ["line 99998", "line 99999"]
     assert len(lines[2]) == MAX_LOG_LINE + 2 and lines[2].endswith(" …")
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("submit", "--attempt", "0", "close", "--run-id", RUN), "--attempt: must be between 1 and 9999, found 0"),
+    (("logs", "00jobrun", "--lines", "many"), "--lines: expected a whole number, found 'many'"),
+    (("status",), "give either a JOB_RUN_ID or --run-id R"),
+    (("run", "--run-id", "n/a"), "run id 'n/a' is invalid"),
+])
+def test_bad_command_options_are_refused_with_the_option_named_before_any_call(config, aws, args, fragment):
+    before = len(aws["calls"])
+
+    assert_refused(emr(config, *args), 2, fragment)
+    assert len(aws["calls"]) == before
