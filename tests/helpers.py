@@ -184,8 +184,6 @@ class ModelViolation(AssertionError):
 def assert_matches_model(params, shape, path: str = "") -> None:
     """Check ``params`` against the service model's ``max``, ``pattern`` and ``enum`` constraints, which
     botocore's client-side validation (types, required members, ``min``) does not check."""
-    import re
-
     meta, kind = shape.metadata, shape.type_name
     if kind == "structure" and isinstance(params, dict):
         for name, value in params.items():
