@@ -3,7 +3,8 @@ the other command groups live in ``cli/<group>.py``, one ``add_command`` line ea
 
 Exit codes: 0 success, 1 generic failure, 2 usage or configuration error, 3 missing machine
 prerequisite, 4 service error, 5 identity error, 6 idempotency conflict, 7 uncertified product,
-8 closure failed, 9 not caught up, 10 state drift, 11 lock held. ``LedgerlaneError.exit_code`` is the single source of these.
+8 closure failed, 9 not caught up, 10 state drift, 11 lock held,
+12 EMR job run failed, 13 EMR job run still running. ``LedgerlaneError.exit_code`` is the single source of these.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 
 import click
 
-from cli import cases, catalog, db, demo, labels, services, simulate
+from cli import cases, catalog, db, demo, emr, labels, services, simulate
 from cli.context import AppContext
 from cli.declared import command as declared_command
 from common.edge import guarded, is_verbose, set_verbose
@@ -58,7 +59,7 @@ GROUPS = {"stream": stream_group, "job": job_group, "db": db.group, "decisions":
           "evidence": evidence_group, "": cli}
 
 for group in (services.group, catalog.command, demo.command, stream_group, simulate.command, db.group,
-              labels.group, cases.group, job_group, decisions_group, evidence_group):
+              labels.group, cases.group, job_group, decisions_group, evidence_group, emr.group):
     cli.add_command(group)
 
 

@@ -29,6 +29,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+SECRET_ARN_PATTERN = r"^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+)?$"
+
+
 class StorageConfig(_Section):
     """Where tables, evidence and checkpoints live: local folders or ``s3://`` prefixes."""
 
@@ -70,6 +73,19 @@ class KafkaConfig(_Section):
     """Consumer group that mirrors ingest's committed position for standard lag tooling."""
     max_offsets_per_trigger: int = Field(default=50_000, ge=1)
     """At most this many records per ingest batch."""
+    security_protocol: Literal["", "SASL_SSL"] = ""
+    """Empty: plaintext (the local broker). MSK with SASL/SCRAM: ``SASL_SSL``."""
+    sasl_mechanism: Literal["", "SCRAM-SHA-512"] = ""
+    """With ``SASL_SSL``: ``SCRAM-SHA-512``."""
+    sasl_secret_arn: str = Field(default="", pattern=SECRET_ARN_PATTERN)
+    """The Secrets Manager secret holding the SASL user name and password (JSON: username, password)."""
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> "KafkaConfig":
+        chosen = [bool(self.security_protocol), bool(self.sasl_mechanism), bool(self.sasl_secret_arn)]
+        if any(chosen) and not all(chosen):
+            raise ValueError("security_protocol, sasl_mechanism and sasl_secret_arn are set together or not at all")
+        return self
 
 
 class PostgresConfig(_Section):
@@ -85,6 +101,9 @@ class PostgresConfig(_Section):
     """Login role (required with a host); the application switches to ``ledgerlane_app`` at connect time."""
     password_env: str = "LEDGERLANE_PG_PASSWORD"
     """Name of the environment variable holding the password (never the password itself)."""
+    password_secret_arn: str = Field(default="", pattern=SECRET_ARN_PATTERN)
+    """In production: the Secrets Manager secret the driver reads at job start (a string, or JSON with a
+    ``password`` key as RDS writes it) into ``password_env``; never a file."""
     connect_timeout_s: int = Field(default=5, ge=1, le=120)
     """Seconds to wait for a connection."""
 
@@ -143,13 +162,55 @@ class LineageConfig(_Section):
     """An OpenLineage HTTP endpoint that also receives them (empty: none)."""
 
 
+class EmrResources(_Section):
+    """Spark resources of one job run on EMR Serverless (its worker sizes follow from these)."""
+
+    driver_cores: int = Field(default=2, ge=1, le=16)
+    """Cores of the driver."""
+    driver_memory: str = Field(default="8g", pattern=r"^[1-9][0-9]{0,3}g$")
+    """Memory of the driver."""
+    executor_cores: int = Field(default=4, ge=1, le=16)
+    """Cores per executor."""
+    executor_memory: str = Field(default="16g", pattern=r"^[1-9][0-9]{0,3}g$")
+    """Memory per executor."""
+    max_executors: int = Field(default=20, ge=1, le=1000)
+    """Upper bound of dynamic allocation."""
+
+
 class EmrConfig(_Section):
-    application_id: str = ""
-    execution_role_arn: str = ""
+    """Where and how jobs run on EMR Serverless (``emr/``, ``docs/emr.md``)."""
+
+    application_id: str = Field(default="", pattern=r"^[0-9a-z]{0,64}$")
+    """The EMR Serverless application."""
+    execution_role_arn: str = Field(default="", pattern=r"^(arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+)?$",
+                                    max_length=2048)
+    """The job role (least privilege: docs/iam/)."""
     release_label: str = "emr-spark-8.1.0"
-    artifacts_uri: str = ""
-    logs_uri: str = ""
-    region: str = "us-east-1"
+    """The EMR release: the long-term-support ``emr-spark-8.1.0`` (Spark 4.1.1, Delta 4.2.0)."""
+    architecture: Literal["X86_64", "ARM64"] = "X86_64"
+    """The application's architecture; the packed Python environment is built for it."""
+    artifacts_uri: str = Field(default="", pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?)?$")
+    """Where packages are uploaded (content-hashed keys)."""
+    logs_uri: str = Field(default="", pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?)?$")
+    """Where every job run's driver and executor logs go."""
+    region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    """AWS region."""
+    python_interpreter: str = "/usr/bin/python3.11"
+    """The interpreter the packed environment's ``bin/python`` links to inside the EMR runtime image."""
+    delta_log_table: str = Field(default="ledgerlane_delta_log", pattern=r"^([A-Za-z0-9_.-]{3,255})?$")
+    """Delta concurrent writers on S3: the DynamoDB log store's table (docs/emr.md); empty turns it off."""
+    batch_timeout_minutes: int = Field(default=240, ge=5, le=10_080)
+    """Execution timeout of a BATCH job run."""
+    batch_max_attempts: int = Field(default=1, ge=1, le=10)
+    """Attempts of a BATCH job run."""
+    stream_max_failed_attempts_per_hour: int = Field(default=5, ge=1, le=10)
+    """Retry policy of a STREAMING job run."""
+    poll_seconds: float = Field(default=15.0, ge=0.0, le=600.0)
+    """How often ``ledgerlane emr`` asks for a job run's state while waiting."""
+    resources: EmrResources = EmrResources()
+    """Spark resources of every job run unless overridden."""
+    job_resources: dict[str, EmrResources] = Field(default_factory=dict)
+    """Per-job overrides by qualified job name (``stream-ingest``, ``job-build``)."""
 
 
 class Settings(_Section):
@@ -257,8 +318,10 @@ def reference() -> str:
                   "| key | type | default | meaning |", "|---|---|---|---|"]
         for key, item in section.model_fields.items():
             default = item.default_factory() if item.default_factory else item.default
+            default = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
             annotation = item.annotation
             kind = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
-            lines.append(f"| `{key}` | `{kind}` | `{json.dumps(default)}` | {(item.description or '').strip()} |")
+            meaning = " ".join((item.description or "").split())
+            lines.append(f"| `{key}` | `{kind}` | `{json.dumps(default)}` | {meaning} |")
         lines.append("")
     return "\n".join(lines)

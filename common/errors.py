@@ -72,3 +72,15 @@ class LockHeld(LedgerlaneError):
     """Another process holds the lock (a checkpoint's runner, a run's closer); the message names it."""
 
     exit_code = 11
+
+
+class JobRunFailed(LedgerlaneError):
+    """A job run on EMR Serverless ended FAILED or CANCELLED; its driver's output was printed above."""
+
+    exit_code = 12
+
+
+class StillRunning(LedgerlaneError):
+    """Waiting for a job run ended before the run did; it goes on, and its id is named to watch it."""
+
+    exit_code = 13

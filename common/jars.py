@@ -60,12 +60,21 @@ def artifact_name(jar: Path) -> str:
 
 def connector_jars(cache: Path, spark_version: str, spark_jars_dir: Path) -> list[Path]:
     """The jars to put on ``spark.jars``: resolved transitively, minus what pyspark already ships."""
-    coords = coordinates(spark_version)
-    folder = Path(cache) / f"spark-connectors-{hashlib.sha256(render_pom(coords).encode()).hexdigest()[:12]}"
+    return not_shipped(resolved(cache, coordinates(spark_version)), spark_jars_dir)
+
+
+def resolved(cache: Path, coords: list[str], prefix: str = "spark-connectors") -> list[Path]:
+    """Every jar ``coords`` need at run time, resolved by Maven once into ``<cache>/<prefix>-<digest>/lib``."""
+    folder = Path(cache) / f"{prefix}-{hashlib.sha256(render_pom(coords).encode()).hexdigest()[:12]}"
     if not (folder / MARKER).is_file():
         _resolve(folder, render_pom(coords), Path(cache) / "m2")
-    shipped = {artifact_name(jar) for jar in spark_jars_dir.glob("*.jar")}
-    return sorted(jar for jar in (folder / "lib").glob("*.jar") if artifact_name(jar) not in shipped)
+    return sorted((folder / "lib").glob("*.jar"))
+
+
+def not_shipped(jars: list[Path], spark_jars_dir: Path) -> list[Path]:
+    """``jars`` minus those whose artifact Spark already ships (any version: Spark's own wins)."""
+    shipped = {artifact_name(jar) for jar in Path(spark_jars_dir).glob("*.jar")}
+    return [jar for jar in jars if artifact_name(jar) not in shipped]
 
 
 def _resolve(folder: Path, pom: str, maven_repo: Path) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import edge
+from common import edge, secrets
 from common.config import Settings, load_settings
 from common.errors import ConfigError
 
@@ -167,6 +167,7 @@ class Job:
                 settings: Settings | None = None, as_json: bool = False, verbose: bool = False) -> int:
         values = self.values(raw)
         settings = settings or load_settings(env, path=config, home=home)
+        secrets.publish(settings)   # configured Secrets Manager ARNs -> this driver's environment only
         label = values.get("run_id") or "adhoc"
         ctx = JobContext(settings, f"ledgerlane-{self.name}-{label}", edge.progress_printer(as_json))
         summary = self.run(ctx, values)

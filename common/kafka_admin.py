@@ -10,6 +10,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from common.edge import is_verbose
 from common.errors import ServiceError
+from common.secrets import librdkafka_security
 
 ADMIN_TIMEOUT_S = 15
 PROGRESS_EVERY = 1000
@@ -24,7 +25,7 @@ def client_config(bootstrap: str, **extra) -> dict:
     if is_verbose() and not LIBRDKAFKA_LOG.handlers:
         LIBRDKAFKA_LOG.addHandler(logging.StreamHandler())
     LIBRDKAFKA_LOG.setLevel(logging.DEBUG if is_verbose() else logging.CRITICAL + 1)
-    return {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG, **extra}
+    return {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG, **librdkafka_security(), **extra}
 
 
 def admin(bootstrap: str) -> AdminClient:

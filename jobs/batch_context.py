@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -18,8 +19,15 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+CODE_VERSION_FILE = "CODE_VERSION"
+
+
 def code_version(repo: str = str(REPO_ROOT)) -> str:
-    """The git commit the code runs from; the package version where there is no git (EMR, a wheel)."""
+    """The git commit the code runs from; on EMR, the commit ``ledgerlane emr package`` stamped into the
+    code archive (``CODE_VERSION``); the package version where there is neither (a wheel)."""
+    stamped = Path(repo) / CODE_VERSION_FILE
+    if stamped.is_file():
+        return stamped.read_text(encoding="utf-8").strip()
     try:
         done = subprocess.run(["git", "-C", repo, "rev-parse", "--verify", "HEAD"], capture_output=True,
                               text=True, timeout=5, check=False)

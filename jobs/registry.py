@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from common.errors import ConfigError
 from common.jobspec import Job
-from jobs import build, certify, closure, decisions, evidence, export_labels, migrate_db, replay, rerun, run, smoke
+from jobs import (build, certify, closure, decisions, environment, evidence, export_labels, migrate_db, replay,
+                  rerun, run, smoke)
 from streaming import cases, decide, ingest
 
 JOBS: tuple[Job, ...] = (
     ingest.JOB, decide.JOB, cases.JOB, export_labels.JOB, build.JOB, certify.JOB, rerun.JOB, migrate_db.JOB,
-    smoke.JOB, decisions.JOB, closure.JOB, evidence.SHOW, evidence.VERIFY, run.JOB, replay.JOB,
+    smoke.JOB, environment.JOB, decisions.JOB, closure.JOB, evidence.SHOW, evidence.VERIFY, run.JOB, replay.JOB,
 )
 
 

@@ -20,6 +20,7 @@ from common.config import Settings
 from common.endpoints import kafka_bootstrap, postgres_params
 from common.jobspec import Job, JobContext, Option
 from common.run import assert_run_id, new_run_id
+from common.secrets import spark_kafka_security
 
 SMOKE_SCHEMA = StructType([StructField("id", LongType(), False), StructField("note", StringType(), False)])
 SMOKE_TOPIC = "ledgerlane.smoke"
@@ -50,6 +51,7 @@ def kafka_round_trip(spark: SparkSession, bootstrap: str, nonce: str) -> dict:
         .option("subscribe", SMOKE_TOPIC)
         .option("startingOffsets", "earliest")
         .option("endingOffsets", "latest")
+        .options(**spark_kafka_security())
         .load()
         .where(F.col("key").cast("string") == F.lit(nonce))
         .count()

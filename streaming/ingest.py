@@ -28,6 +28,7 @@ from common.errors import LedgerlaneError, NotCaughtUp, StateDrift
 from common.events import ALL_FIELDS
 from common.faults import crash_if_requested
 from common.run import assert_run_id
+from common.secrets import spark_kafka_security
 from common.spark import cached
 from streaming import checkpoint as ckpt
 from streaming import epochs, query
@@ -235,6 +236,7 @@ def kafka_source(spark: SparkSession, settings: Settings, bootstrap: str) -> Dat
         # A retention gap must stop the stream, not silently skip offsets.
         .option("failOnDataLoss", "true")
         .option("maxOffsetsPerTrigger", settings.kafka.max_offsets_per_trigger)
+        .options(**spark_kafka_security())   # SASL/SCRAM on MSK; nothing for the local broker
         .load()
     )
 

@@ -170,3 +170,107 @@ def migrations_up_to(version: int, folder: Path) -> Path:
     for path in sorted(migrate.default_folder().glob("V*.sql"))[:version]:
         (folder / path.name).write_bytes(path.read_bytes())
     return folder
+
+
+# ---- EMR Serverless (tests/test_emr*.py) ---------------------------------------------------------------
+
+EMR_REGION = "us-east-1"
+EMR_ACCOUNT = "123456789012"
+
+
+class ModelViolation(AssertionError):
+    """A request botocore's own validation let through but the service model forbids (max, pattern, enum)."""
+
+
+def assert_matches_model(params, shape, path: str = "") -> None:
+    """Check ``params`` against the service model's ``max``, ``pattern`` and ``enum`` constraints, which
+    botocore's client-side validation (types, required members, ``min``) does not check."""
+    meta, kind = shape.metadata, shape.type_name
+    if kind == "structure" and isinstance(params, dict):
+        for name, value in params.items():
+            assert_matches_model(value, shape.members[name], f"{path}.{name}")
+    elif kind == "list" and isinstance(params, list):
+        _assert_size(len(params), meta, path)
+        for i, item in enumerate(params):
+            assert_matches_model(item, shape.member, f"{path}[{i}]")
+    elif kind == "map" and isinstance(params, dict):
+        _assert_size(len(params), meta, path)
+        for key, value in params.items():
+            assert_matches_model(key, shape.key, f"{path}<key {key}>")
+            assert_matches_model(value, shape.value, f"{path}[{key}]")
+    elif kind == "string" and isinstance(params, str):
+        _assert_size(len(params), meta, path)
+        if shape.enum and params not in shape.enum:
+            raise ModelViolation(f"{path}: {params!r} is not one of {shape.enum}")
+        if "pattern" in meta and _compiled(meta["pattern"]).fullmatch(params) is None:
+            raise ModelViolation(f"{path}: {params[:80]!r} does not match the pattern {meta['pattern']!r}")
+    elif kind in ("integer", "long") and isinstance(params, int) and "max" in meta and params > meta["max"]:
+        raise ModelViolation(f"{path}: {params} is above the maximum {meta['max']}")
+
+
+def _compiled(pattern: str):
+    import re
+
+    return re.compile(pattern, flags=re.DOTALL)   # every pattern of the operations ledgerlane calls compiles
+
+
+def _assert_size(size: int, meta: dict, path: str) -> None:
+    if "max" in meta and size > meta["max"]:
+        raise ModelViolation(f"{path}: length {size} is above the maximum {meta['max']}")
+
+
+def strict_session(region: str = EMR_REGION, calls: list | None = None):
+    """A boto3 session whose clients validate every request against the whole service model (and record
+    (operation, params) in ``calls``), on top of botocore's own validation, which stays on."""
+    import boto3
+
+    session = boto3.session.Session(region_name=region, aws_access_key_id="testing",
+                                    aws_secret_access_key="testing")
+
+    def check(params, model, **_):
+        assert_matches_model(params, model.input_shape, model.name)
+        if calls is not None:
+            calls.append((model.name, params))
+
+    session.events.register("before-parameter-build.*.*", check)
+    return session
+
+
+def emr_config(path: Path, *, bucket: str = "ll-lake", app_id: str = "", extra: str = "") -> Path:
+    """A complete EMR configuration (as conf/emr.example.toml, filled in) pointing at a moto bucket."""
+    path.write_text(
+        f'env = "emr"\n[storage]\ntables_root = "s3://{bucket}/tables"\nevidence_root = "s3://{bucket}/evidence"\n'
+        f'checkpoints_root = "s3://{bucket}/checkpoints"\n[spark]\nprofile = "emr"\nmaster = ""\n'
+        '[kafka]\nbootstrap_servers = "b-1.msk.example:9096"\n[postgres]\nhost = "db.example"\nport = 5432\n'
+        f'user = "ledgerlane_app"\n[emr]\napplication_id = "{app_id or "00appid000000000"}"\n'
+        f'execution_role_arn = "arn:aws:iam::{EMR_ACCOUNT}:role/ledgerlane-emr-job"\n'
+        f'artifacts_uri = "s3://{bucket}/artifacts"\nlogs_uri = "s3://{bucket}/logs"\nregion = "{EMR_REGION}"\n'
+        f'poll_seconds = 0\n{extra}', encoding="utf-8")
+    return path
+
+
+def set_job_run_state(app_id: str, job_run_id: str, state: str, details: str = "") -> None:
+    """What EMR would do to a job run (moto finishes every run SUCCESS at once)."""
+    from moto.emrserverless.models import emrserverless_backends
+
+    for run in emrserverless_backends[EMR_ACCOUNT][EMR_REGION].job_runs[app_id]:
+        if run.id == job_run_id:
+            run.state, run.state_details = state, details
+            return
+    raise AssertionError(f"no job run {job_run_id} in application {app_id}")
+
+
+def put_driver_log(s3, bucket: str, app_id: str, job_run_id: str, kind: str, text: str) -> None:
+    """A driver log where EMR Serverless writes it under the run's logUri."""
+    import gzip
+
+    key = f"logs/applications/{app_id}/jobs/{job_run_id}/SPARK_DRIVER/{kind}.gz"
+    s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(text.encode()))
+
+
+def moto_lists_no_runs_as_empty(app_id: str) -> None:
+    """moto answers ListJobRuns for an application without runs with ResourceNotFound; EMR answers an
+    empty list. Give the application its empty list, as the service has it."""
+    from moto.emrserverless.models import emrserverless_backends
+
+    emrserverless_backends[EMR_ACCOUNT][EMR_REGION].job_runs.setdefault(app_id, [])
