@@ -6,13 +6,13 @@ One synthetic run (admitted events over two weeks, fraud labels some of which ar
 in a scratch home. Each repetition rebuilds every product (replacing the run's slice) and certifies the
 new version with the Great Expectations adapter and with the native single-pass aggregate, each twice: as
 `ledgerlane job certify` runs (reading the run's receipts) and as `ledgerlane rerun` runs it (receipts in
-hand). The first repetition warms the JVM and is not counted; figures are medians. Target: certify / build <= 0.5.
+hand). The engines swap order every round, so neither always runs first on a freshly built version. The
+first repetition warms the JVM and is not counted; figures are medians. Target: certify / build <= 0.5.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -24,9 +24,10 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from benchmarks.harness import Section, alternating
 from common import catalog, delta
 from common.config import load_settings
-from common.products import NAMES
+from products import NAMES
 from common.spark import build_session
 from jobs import build, certify, receipts
 from jobs.batch_context import BatchContext
@@ -89,18 +90,19 @@ def jobs_in(spark: SparkSession, tag: str, action) -> tuple[float, int, object]:
 
 def one_round(spark: SparkSession, ctx: BatchContext, rep: int) -> dict[str, dict[str, float]]:
     figures: dict[str, dict[str, float]] = {}
+    engines = alternating(list(ENGINES), rep + 1)[rep]
     for name in NAMES:
         build_s, build_jobs, _ = jobs_in(spark, f"{rep}-{name}-build",
                                          lambda: build.build(spark, ctx, name, RUN_ID, cutoff=CUTOFF))
         figures[name] = {"build_s": build_s, "build_jobs": build_jobs}
-        for engine in ENGINES:
+        for engine in engines:
             seconds, jobs, summary = jobs_in(spark, f"{rep}-{name}-{engine}",
                                              lambda engine=engine: certify.certify(spark, ctx, name, RUN_ID, engine=engine))
             figures[name].update({f"{engine}_s": seconds, f"{engine}_jobs": jobs,
                                   f"{engine}_checks_s": assert_pass(summary, name, engine)["timings"]["checks_s"]})
         # As `ledgerlane rerun` certifies: it read the run's receipts once, up front, and holds them since.
         held = receipts.for_run(spark, ctx.tables_root, RUN_ID)
-        for engine in ENGINES:
+        for engine in engines:
             seconds, jobs, summary = jobs_in(spark, f"{rep}-{name}-{engine}-rerun", lambda engine=engine: certify.certify(
                 spark, ctx, name, RUN_ID, engine=engine, run_receipts=held))
             held.append(receipts.as_read(assert_pass(summary, name, engine)))
@@ -114,45 +116,52 @@ def assert_pass(summary: dict, name: str, engine: str) -> dict:
     return summary
 
 
-def report(rounds: list[dict], events: int, load: tuple[float, float]) -> str:
+def report(section: Section, rounds: list[dict]) -> Section:
     median = lambda name, key: statistics.median(r[name][key] for r in rounds)  # noqa: E731
-    lines = [f"batch lane, {events} admitted events, {len(rounds)} measured rounds (medians); target certify/build <= {TARGET}",
-             f"load average (1 min) {load[0]:.2f} before, {load[1]:.2f} after; default engine: {certify.DEFAULT_ENGINE}",
-             f"{'product':<18} {'build s':>8} | {'engine':<18} {'certify s':>9} {'ratio':>6} {'jobs':>5} "
-             f"| {'in rerun s':>10} {'ratio':>6} {'jobs':>5} | {'checks-only s':>13} {'ratio':>6}"]
-    mark = lambda ratio: f"{ratio:>6.2f}{' ' if ratio <= TARGET else '!'}"  # noqa: E731
     for name in NAMES:
         build_s = median(name, "build_s")
         for engine in ENGINES:
             cert_s, checks_s = median(name, f"{engine}_s"), median(name, f"{engine}_checks_s")
             rerun_s = median(name, f"{engine}_rerun_s")
-            lines.append(f"{name:<18} {build_s:>8.2f} | {engine:<18} {cert_s:>9.2f} {mark(cert_s / build_s)} "
-                         f"{median(name, f'{engine}_jobs'):>5.0f} | {rerun_s:>10.2f} {mark(rerun_s / build_s)} "
-                         f"{median(name, f'{engine}_rerun_jobs'):>5.0f} | {checks_s:>13.2f} {mark(checks_s / build_s)}")
-    lines.append(f"('!' marks a ratio above the target {TARGET}; 'jobs' counts every Spark job of the certify job; "
-                 "'in rerun' is the same certify job with the run's receipts already in hand, as `ledgerlane rerun` runs it)")
-    return "\n".join(lines)
+            section.add(f"{name}, {engine}: build / certify / in rerun / checks only (s)",
+                        f"{build_s:.2f} / {cert_s:.2f} / {rerun_s:.2f} / {checks_s:.2f}; "
+                        f"jobs {median(name, f'{engine}_jobs'):.0f} / {median(name, f'{engine}_rerun_jobs'):.0f}")
+            section.add(f"{name}, {engine}: certify ÷ build", f"{cert_s / build_s:.2f}", target=f"<= {TARGET}",
+                        met=cert_s / build_s <= TARGET)
+            section.add(f"{name}, {engine}: certify in rerun ÷ build", f"{rerun_s / build_s:.2f}",
+                        target=f"<= {TARGET}", met=rerun_s / build_s <= TARGET)
+    section.note(f"default engine: {certify.DEFAULT_ENGINE}; 'jobs' counts every Spark job of the certify job; 'in "
+                 "rerun' is the same certify job with the run's receipts already in hand, as `ledgerlane rerun` runs it")
+    return section
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="batch_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--reps", type=int, default=3, help="measured rounds (after one warm-up round)")
+    parser.add_argument("--reps", type=int, default=2, help="measured rounds (after one warm-up round)")
     parser.add_argument("--home", default=None, help="scratch home (default: a new temporary folder)")
+    parser.add_argument("--quick", action="store_true", help="smoke size: 5,000 events, one measured round")
+    parser.add_argument("--json", default=None, help="also write the section as JSON here")
     args = parser.parse_args(argv)
-    home = Path(args.home or tempfile.mkdtemp(prefix="ledgerlane-batch-bench-"))
+    if args.quick:
+        args.events, args.reps = 5_000, 1
+    started = time.perf_counter()
+    section = Section("Batch lane (certification)", f"{args.events:,} admitted events over {DAYS} days, every product "
+                      f"rebuilt and certified by both engines each round; medians of {args.reps} rounds after one "
+                      "warm-up round; engine order alternates between rounds.")
+    home = Path(tempfile.mkdtemp(prefix="ledgerlane-batch-bench-", dir=args.home))
     settings = load_settings("local", home=home, overrides={"spark": {"shuffle_partitions": 2}})
     spark = build_session(settings, "ledgerlane-batch-bench")
     ctx = BatchContext.from_settings(settings)
     seed(spark, settings.tables_root, args.events)
-    load_before = os.getloadavg()[0]
     try:
         rounds = [one_round(spark, ctx, rep) for rep in range(args.reps + 1)][1:]
     finally:
         spark.stop()    # before the scratch home goes: Delta may still be writing checksum files into it
-        if args.home is None:
-            shutil.rmtree(home, ignore_errors=True)
-    print(report(rounds, args.events, (load_before, os.getloadavg()[0])))
+        shutil.rmtree(home, ignore_errors=True)
+    report(section, rounds).close(started)
+    print(section.text())
+    section.save(args.json)
     return 0
 
 

@@ -18,6 +18,9 @@ from common.edge import is_verbose
 from common.jars import connector_jars
 from common.java import assert_java
 
+HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
+
+
 def base_conf(settings: Settings) -> dict[str, str]:
     """Settings every profile shares: Delta enabled, UTC, small defaults for tiny local data."""
     return {
@@ -28,9 +31,11 @@ def base_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.enabled": str(settings.spark.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.streaming.stopActiveRunOnRestart": "true",
-        # The JVM never compiles a method over 8,000 bytes of bytecode; whole-stage code for ingest
-        # validation is larger, and ran interpreted. At this limit Spark generates split methods instead.
-        "spark.sql.codegen.hugeMethodLimit": "8000",
+        # A JVM started without -XX:-DontCompileHugeMethods never compiles a method over 8,000 bytes of
+        # bytecode; whole-stage code for ingest validation is larger, and would run interpreted. At this
+        # limit Spark runs such a plan without whole-stage code instead. ``build_session`` lifts the
+        # limit when the JVM does compile huge methods (the local profile starts it so).
+        HUGE_METHOD_LIMIT: "8000",
     }
 
 
@@ -50,7 +55,10 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.memory": settings.spark.driver_memory,
         "spark.jars": ",".join(str(jar) for jar in jars),
         "spark.sql.warehouse.dir": str(warehouse),
-        "spark.driver.extraJavaOptions": " ".join([f"-Dderby.system.home={warehouse}", *quiet_log_options()]),
+        # Let the JIT compile huge methods, so ingest validation keeps whole-stage code (one fused
+        # pass over each record instead of six projections that copy it): about 20% less CPU.
+        "spark.driver.extraJavaOptions": " ".join([f"-Dderby.system.home={warehouse}", "-XX:-DontCompileHugeMethods",
+                                                   *quiet_log_options()]),
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.driver.host": "127.0.0.1",
     }
@@ -78,7 +86,16 @@ def build_session(settings: Settings, app_name: str, extra_conf: dict[str, str] 
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.spark.log_level)
+    if compiles_huge_methods(spark):
+        spark.conf.set(HUGE_METHOD_LIMIT, "65535")   # Spark's own default
     return spark
+
+
+def compiles_huge_methods(spark: SparkSession) -> bool:
+    """Whether the driver JVM runs with -XX:-DontCompileHugeMethods (however it was launched)."""
+    diagnostics = spark._jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        spark._jvm.com.sun.management.HotSpotDiagnosticMXBean._java_lang_class)
+    return diagnostics.getVMOption("DontCompileHugeMethods").getValue() == "false"
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Callable
 
 from pyspark.sql import DataFrame, SparkSession
@@ -139,6 +139,23 @@ def keep_payload_of_quarantined(classified: DataFrame) -> DataFrame:
                       .withColumn("payload", F.when(quarantined, F.col("payload"))))
 
 
+# ---- the history a batch is deduplicated against -------------------------------------------------
+
+HISTORY_SCHEMA = "event_id string, payload_sha256 string, event_date date, app_id string, batch_id long"
+
+
+def history_window(dates: list[date]) -> list[date]:
+    """The admitted partitions that can hold a duplicate of events on ``dates``: each date ±1 day."""
+    return sorted({d + timedelta(days=k) for d in dates for k in (-1, 0, 1)})
+
+
+def history_slice(admitted: DataFrame, window: list[date], app_id: str, batch_id: int) -> DataFrame:
+    """Admitted events on the ``window`` dates, minus batch (``app_id``, ``batch_id``) if it is a replay."""
+    return admitted.where(F.col("event_date").isin(window)).where(
+        ~((F.col("app_id") == app_id) & (F.col("batch_id") == batch_id))
+    ).select("event_id", "payload_sha256")
+
+
 # ---- the foreachBatch function --------------------------------------------------------------------
 
 class IngestBatchWriter(query.BatchFunction):
@@ -161,14 +178,9 @@ class IngestBatchWriter(query.BatchFunction):
 
     def _history(self, validated: DataFrame, batch_id: int) -> DataFrame:
         """Admitted events on the batch's event dates (±1 day), minus this very batch if it is a replay."""
-        dates = [r.d for r in event_dates(validated).collect()]
-        window = sorted({d + timedelta(days=k) for d in dates for k in (-1, 0, 1)})
-        admitted = tables.read_or_empty(
-            validated.sparkSession, self.paths.admitted,
-            "event_id string, payload_sha256 string, event_date date, app_id string, batch_id long")
-        return admitted.where(F.col("event_date").isin(window)).where(
-            ~((F.col("app_id") == self.app_id) & (F.col("batch_id") == batch_id))
-        ).select("event_id", "payload_sha256")
+        window = history_window([r.d for r in event_dates(validated).collect()])
+        admitted = tables.read_or_empty(validated.sparkSession, self.paths.admitted, HISTORY_SCHEMA)
+        return history_slice(admitted, window, self.app_id, batch_id)
 
     def _write(self, classified: DataFrame, batch_id: int) -> None:
         txn = (self.app_id, batch_id)
