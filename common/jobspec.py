@@ -78,6 +78,13 @@ RUN_ID = Option("--run-id", "The run this work belongs to (3-64 letters, digits,
                 required=True)
 
 
+def stream_options(until_caught_up: str, trigger_default: int = 2) -> tuple[Option, ...]:
+    """The options every stream takes: its run, catch up and exit, or a processing-time trigger."""
+    return (RUN_ID, Option("--until-caught-up", f"{until_caught_up}, then exit.", is_flag=True),
+            Option("--trigger-seconds", "Micro-batch interval when running continuously.", parse=int_between(1, 3600),
+                   default=trigger_default, metavar="SECONDS"))
+
+
 @dataclass(frozen=True)
 class Argument:
     """A positional argument (e.g. the product a build job builds)."""

@@ -14,7 +14,6 @@ start catches up: the repository is idempotent on the action id, so nothing is l
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -26,14 +25,14 @@ from common.config import Settings
 from common.endpoints import postgres_params
 from common.errors import LedgerlaneError
 from common.faults import crash_if_requested
-from common.jobspec import RUN_ID, Job, JobContext, Option, int_between
+from common.jobspec import Job, JobContext, stream_options
 from common.run import assert_run_id
 from human_loop import cases as repo
 from human_loop.connection import connect
 from human_loop.heartbeats import heartbeat
 from streaming import checkpoint as ckpt
 from streaming import query
-from streaming.decide import LEDGER_SCHEMA, source_table_id
+from streaming.decide import LEDGER_SCHEMA
 from streaming.policy import OPEN_CASE
 
 RECEIPT_SCHEMA = ("run_id string, app_id string, batch_id long, source_start string, source_end string, "
@@ -105,44 +104,22 @@ class CaseBatchWriter(query.BatchFunction):
         return cases
 
 
-def prior_receipts(spark: SparkSession, paths: CaseTables, table_id: str):
-    def describe_prior() -> str | None:
-        apps = (tables.read_or_empty(spark, paths.apps, ckpt.APPS_SCHEMA)
-                .where((F.col("stream") == "cases") & F.col("binding").contains(table_id)).select("app_id"))
-        receipts = tables.read_or_empty(spark, paths.receipts, RECEIPT_SCHEMA).join(apps, on="app_id", how="left_semi")
-        n = receipts.count()
-        return f"{n} case-worker batches already ran over this actions table" if n else None
-    return describe_prior
-
-
 def open_cases(spark: SparkSession, settings: Settings, run_id: str, *, until_caught_up: bool = True,
                trigger_seconds: int = 2, progress=lambda _: None) -> dict:
     run_id = assert_run_id(run_id)
     paths = CaseTables.from_root(settings.tables_root)
     if not tables.exists(spark, paths.actions):
         raise LedgerlaneError(f"no actions yet: {paths.actions} does not exist (run decide first)")
-    checkpoint, table_id = checkpoint_location(settings), source_table_id(spark, paths.actions)
+    spec = query.DeltaSource("cases", paths.actions, checkpoint_location(settings), paths.receipts, paths.apps,
+                             MAX_FILES_PER_TRIGGER)
     params = postgres_params(settings)
-    with query.exclusive(checkpoint):
-        for name in ckpt.remove_orphan_checksums(spark, checkpoint):
-            progress(f"removed {name}: the checksum of a file that no longer exists")
-        identity = ckpt.ensure_identity(spark, checkpoint, apps_path=paths.apps, receipts_path=paths.receipts,
-                                        run_id=run_id, stream="cases", binding={"source_table_id": table_id},
-                                        prior_work=prior_receipts(spark, paths, table_id))
-        ckpt.assert_pending_batch_is_ours(spark, checkpoint, run_id)
-        writer = CaseBatchWriter(paths, run_id, identity, params)
-        stream = (spark.readStream.format("delta").option("maxFilesPerTrigger", MAX_FILES_PER_TRIGGER)
-                  .load(paths.actions).writeStream.foreachBatch(writer)
-                  .option("checkpointLocation", checkpoint).queryName(f"cases-{run_id}"))
-        stream = (stream.trigger(availableNow=True) if until_caught_up
-                  else stream.trigger(processingTime=f"{trigger_seconds} seconds"))
-        progress(f"opening cases (app id {identity.app_id})")
-        started = time.monotonic()
-        query.run_to_end(spark, stream.start, checkpoint, writer)
+    identity, seconds = query.run_over_delta(
+        spark, spec, run_id, lambda identity: CaseBatchWriter(paths, run_id, identity, params),
+        until_caught_up=until_caught_up, trigger_seconds=trigger_seconds, progress=progress)
     receipts = tables.read_or_empty(spark, paths.receipts, RECEIPT_SCHEMA).where(F.col("run_id") == run_id)
     totals = receipts.agg(F.count(F.lit(1)).alias("batches"), F.coalesce(F.sum("actions"), F.lit(0)).alias("actions"),
                           F.coalesce(F.sum("cases_opened"), F.lit(0)).alias("cases")).first().asDict()
-    return {"run_id": run_id, "app_id": identity.app_id, **totals, "seconds": round(time.monotonic() - started, 2)}
+    return {"run_id": run_id, "app_id": identity.app_id, **totals, "seconds": round(seconds, 2)}
 
 
 def describe(summary: dict) -> str:
@@ -159,12 +136,7 @@ JOB = Job(
     name="cases", group="stream", module="streaming.cases", streaming=True, run=_run, describe=describe,
     summary="open_case actions -> cases in PostgreSQL (idempotent on the action id), with heartbeats "
             "(exit 4 while the database is down; a restart catches up).",
-    options=(
-        RUN_ID,
-        Option("--until-caught-up", "Open the cases of every action so far, then exit.", is_flag=True),
-        Option("--trigger-seconds", "Micro-batch interval when running continuously.", parse=int_between(1, 3600),
-               default=2, metavar="SECONDS"),
-    ),
+    options=stream_options("Open the cases of every action so far"),
 )
 
 

@@ -16,7 +16,6 @@ anywhere replays the batch, and the replay writes nothing twice and blocks no ca
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -29,7 +28,7 @@ from common.endpoints import postgres_params
 from common.errors import IdempotencyConflict, IdentityError, LedgerlaneError
 from common.faults import crash_if_requested
 from common.identity import malformed_identity_column, placeholder_column
-from common.jobspec import RUN_ID, Job, JobContext, Option, int_between
+from common.jobspec import Job, JobContext, stream_options
 from common.run import assert_run_id
 from common.spark import cached
 from human_loop import card_controls
@@ -195,23 +194,6 @@ def assert_policy_version_names_one_policy(spark: SparkSession, receipts_path: s
             "decision.policy_version")
 
 
-def source_table_id(spark: SparkSession, admitted: str) -> str:
-    from delta.tables import DeltaTable
-
-    return str(DeltaTable.forPath(spark, admitted).detail().first()["id"])
-
-
-def prior_receipts(spark: SparkSession, receipts_path: str, apps_path: str, table_id: str):
-    """Receipts already written by decide checkpoints bound to this admitted table (replaced-checkpoint check)."""
-    def describe_prior() -> str | None:
-        apps = (tables.read_or_empty(spark, apps_path, ckpt.APPS_SCHEMA)
-                .where((F.col("stream") == "decide") & F.col("binding").contains(table_id)).select("app_id"))
-        receipts = tables.read_or_empty(spark, receipts_path, RECEIPT_SCHEMA).join(apps, on="app_id", how="left_semi")
-        row = receipts.agg(F.count(F.lit(1)).alias("n"), F.sum("events").alias("events")).first()
-        return f"{row['n']} batches ({row['events']} events) were already decided" if row["n"] else None
-    return describe_prior
-
-
 def decide(spark: SparkSession, settings: Settings, run_id: str, *, until_caught_up: bool = True,
            trigger_seconds: int = 2, progress=lambda _: None) -> dict:
     """Decide every admitted event not decided yet (availableNow), or keep deciding (processing time)."""
@@ -222,25 +204,15 @@ def decide(spark: SparkSession, settings: Settings, run_id: str, *, until_caught
     for table in (FEATURES, MERCHANTS):   # no PASS at all: stop before deciding on nothing
         gate.certified(spark, settings.tables_root, table)
     assert_policy_version_names_one_policy(spark, paths.receipts, decision)
-    checkpoint = checkpoint_location(settings)
-    table_id = source_table_id(spark, paths.admitted)
-    with query.exclusive(checkpoint):
-        for name in ckpt.remove_orphan_checksums(spark, checkpoint):
-            progress(f"removed {name}: the checksum of a file that no longer exists")
-        identity = ckpt.ensure_identity(spark, checkpoint, apps_path=paths.apps, receipts_path=paths.receipts,
-                                        run_id=run_id, stream="decide", binding={"source_table_id": table_id},
-                                        prior_work=prior_receipts(spark, paths.receipts, paths.apps, table_id))
-        ckpt.assert_pending_batch_is_ours(spark, checkpoint, run_id)
-        writer = DecideBatchWriter(paths, settings.tables_root, run_id, identity, decision, postgres_params(settings))
-        stream = (spark.readStream.format("delta").option("maxFilesPerTrigger", decision.max_files_per_trigger)
-                  .load(paths.admitted).writeStream.foreachBatch(writer)
-                  .option("checkpointLocation", checkpoint).queryName(f"decide-{run_id}"))
-        stream = (stream.trigger(availableNow=True) if until_caught_up
-                  else stream.trigger(processingTime=f"{trigger_seconds} seconds"))
-        progress(f"deciding under policy {decision.policy_version} (app id {identity.app_id})")
-        started = time.monotonic()
-        query.run_to_end(spark, stream.start, checkpoint, writer)
-    return summarize(spark, paths, run_id, identity.app_id, time.monotonic() - started)
+    spec = query.DeltaSource("decide", paths.admitted, checkpoint_location(settings), paths.receipts, paths.apps,
+                             decision.max_files_per_trigger)
+    progress(f"deciding under policy {decision.policy_version}")
+    identity, seconds = query.run_over_delta(
+        spark, spec, run_id,
+        lambda identity: DecideBatchWriter(paths, settings.tables_root, run_id, identity, decision,
+                                           postgres_params(settings)),
+        until_caught_up=until_caught_up, trigger_seconds=trigger_seconds, progress=progress)
+    return summarize(spark, paths, run_id, identity.app_id, seconds)
 
 
 def summarize(spark: SparkSession, paths: DecideTables, run_id: str, app_id: str, seconds: float) -> dict:
@@ -274,12 +246,7 @@ JOB = Job(
     name="decide", group="stream", module="streaming.decide", streaming=True, run=_run, describe=describe,
     summary="Admitted events -> decisions, actions and audit under the versioned policy; card blocks take "
             "effect once (exit 7 while a feature product has no PASS).",
-    options=(
-        RUN_ID,
-        Option("--until-caught-up", "Decide everything admitted so far, then exit.", is_flag=True),
-        Option("--trigger-seconds", "Micro-batch interval when running continuously.", parse=int_between(1, 3600),
-               default=2, metavar="SECONDS"),
-    ),
+    options=stream_options("Decide everything admitted so far"),
 )
 
 

@@ -23,7 +23,7 @@ from common import basis as run_basis
 from common import catalog, delta, kafka_admin, tables
 from common.config import Settings
 from common.endpoints import kafka_bootstrap
-from common.jobspec import RUN_ID, Job, JobContext, Option, int_between
+from common.jobspec import Job, JobContext, Option, stream_options
 from common.errors import LedgerlaneError, NotCaughtUp, StateDrift
 from common.events import ALL_FIELDS
 from common.faults import crash_if_requested
@@ -403,11 +403,7 @@ JOB = Job(
     name="ingest", group="stream", module="streaming.ingest", streaming=True, run=_run, describe=describe,
     summary="Kafka -> admitted / duplicates / quarantine Delta tables, a receipt per batch (exit 9 if not caught up)",
     options=(
-        RUN_ID,
-        Option("--until-caught-up", "Process everything up to the run basis, prove lag 0 per partition, then exit.",
-               is_flag=True),
-        Option("--trigger-seconds", "Micro-batch interval when running continuously.", parse=int_between(1, 3600),
-               default=5),
+        *stream_options("Process everything up to the run basis, prove lag 0 per partition", trigger_default=5),
         Option("--new-epoch", "Start over on the topic as it is now, through a new checkpoint (recorded in "
                "meta.topic_epochs); only after a recreated topic, a lost checkpoint or accepted data loss.",
                is_flag=True),

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -123,3 +125,58 @@ def exclusive(checkpoint: str) -> Iterator[None]:
               "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     with FileLock(folder / ".ledgerlane.lock", holder, what=f"checkpoint {checkpoint}"):
         yield
+
+
+@dataclass(frozen=True)
+class DeltaSource:
+    """A stream over a Delta table, with what its checkpoint identity is checked against."""
+
+    stream: str        # "decide", "cases": the app id prefix and the query name
+    source: str        # the Delta table it reads
+    checkpoint: str
+    receipts: str      # its receipts (app_id, batch_id, …)
+    apps: str          # meta.stream_apps
+    max_files: int     # files per micro-batch
+
+
+def source_table_id(spark: SparkSession, path: str) -> str:
+    """The Delta table's own id: a table deleted and recreated under the same path has another."""
+    from delta.tables import DeltaTable
+
+    return str(DeltaTable.forPath(spark, path).detail().first()["id"])
+
+
+def prior_work(spark: SparkSession, spec: DeltaSource, table_id: str) -> Callable[[], str | None]:
+    """Receipts already written by checkpoints of this stream bound to this source table."""
+    def describe_prior() -> str | None:
+        apps = (tables.read_or_empty(spark, spec.apps, ckpt.APPS_SCHEMA)
+                .where((F.col("stream") == spec.stream) & F.col("binding").contains(table_id)).select("app_id"))
+        receipts = tables.read_or_empty(spark, spec.receipts, "app_id string, batch_id long")
+        batches = receipts.join(apps, on="app_id", how="left_semi").count()
+        return f"{batches} {spec.stream} batches already ran over this source table" if batches else None
+    return describe_prior
+
+
+def run_over_delta(spark: SparkSession, spec: DeltaSource, run_id: str,
+                   make_writer: Callable[[ckpt.CheckpointIdentity], BatchFunction], *, until_caught_up: bool,
+                   trigger_seconds: int, progress: Callable[[str], None]) -> tuple[ckpt.CheckpointIdentity, float]:
+    """Check the checkpoint, then run the stream (availableNow, or a processing-time trigger); returns
+    its identity and how long the query ran."""
+    table_id = source_table_id(spark, spec.source)
+    with exclusive(spec.checkpoint):
+        for name in ckpt.remove_orphan_checksums(spark, spec.checkpoint):
+            progress(f"removed {name}: the checksum of a file that no longer exists")
+        identity = ckpt.ensure_identity(spark, spec.checkpoint, apps_path=spec.apps, receipts_path=spec.receipts,
+                                        run_id=run_id, stream=spec.stream, binding={"source_table_id": table_id},
+                                        prior_work=prior_work(spark, spec, table_id))
+        ckpt.assert_pending_batch_is_ours(spark, spec.checkpoint, run_id)
+        writer = make_writer(identity)
+        stream = (spark.readStream.format("delta").option("maxFilesPerTrigger", spec.max_files).load(spec.source)
+                  .writeStream.foreachBatch(writer).option("checkpointLocation", spec.checkpoint)
+                  .queryName(f"{spec.stream}-{run_id}"))
+        stream = (stream.trigger(availableNow=True) if until_caught_up
+                  else stream.trigger(processingTime=f"{trigger_seconds} seconds"))
+        progress(f"{spec.stream}: app id {identity.app_id}")
+        started = time.monotonic()
+        run_to_end(spark, stream.start, spec.checkpoint, writer)
+    return identity, time.monotonic() - started

@@ -87,3 +87,20 @@ def test_an_error_is_one_paragraph_and_its_trace_only_with_verbose(tmp_path):
     assert quiet.returncode == verbose.returncode == 2
     assert quiet.stderr.strip().startswith("error: --run-id: run id 'r x' is invalid") and "Traceback" not in quiet.stderr
     assert "Traceback" in verbose.stderr
+
+
+@pytest.mark.slow
+def test_simulate_through_the_cli_puts_its_records_on_the_topic(settings, kafka_bootstrap, tmp_path):
+    from common import kafka_admin
+    from helpers import isolated, unique, write_config
+
+    local = isolated(settings, tmp_path, unique("cli-sim"))
+    config = write_config(local, tmp_path / "sim.toml", kafka_bootstrap)
+
+    code, out, err = cli("--config", str(config), "--home", str(local.home), "simulate", "--events", "60", "--seed",
+                         "5", "--partitions", "2", "--json")
+
+    assert code == 0, err
+    summary = json.loads(out)
+    ends = kafka_admin.topic_snapshot(kafka_bootstrap, local.kafka.topic)["partitions"]
+    assert summary["records"] == sum(p["end_offset"] for p in ends) >= 60

@@ -327,6 +327,5 @@ def gather(spark: SparkSession, settings: Settings, run_id: str) -> Facts:
         audit=audit_facts(spark, settings, decision_ids, actions), effects=effect_facts(spark, settings, actions),
         products=status.run_statuses(spark, settings.tables_root, run_id), certifications=certs,
         certify_receipts=certify, certification_files=files, migrations=migrations, migrations_error=migrations_error,
-        decide_receipts=rows_of(spark, settings, "meta.decide_receipts", decide_stream.RECEIPT_SCHEMA, run_id),
-        case_receipts=rows_of(spark, settings, "meta.case_receipts", case_stream.RECEIPT_SCHEMA, run_id),
+        verified_through=verified,
     )
