@@ -8,6 +8,8 @@ label the cases run 1 opened and close them, and chargebacks arrive late for run
 the simulator's ground truth; more traffic; run 2, whose products and decisions use those labels.
 It prints each run's verdict, its evidence folder and its HTML report, and which services it left
 running. Run it again with the same seed: nothing is admitted twice, and both new runs still close.
+The traffic's dates are anchored on the first demo in a home (``<home>/demo-anchor.json``), so the same
+seed sends the same bytes on any later day, and the late chargebacks are the same records again.
 """
 
 from __future__ import annotations
@@ -39,6 +41,17 @@ def traffic(settings: Settings, events: int, seed: int, start: datetime, progres
     progress(f"simulating {events:,} card transactions (seed {seed}) from {start:%Y-%m-%d}")
     return simulate(settings, events=events, seed=seed, duplicate_rate=0.02, conflict_rate=0.002, bad_rate=0.02,
                     partitions=None, start=start, days=3).to_dict()
+
+
+def traffic_anchor(settings: Settings, now: datetime) -> datetime:
+    """When this home's first demo ran: later demos simulate the same days, so the same seed is the same traffic."""
+    path = settings.home / "demo-anchor.json"
+    try:
+        return datetime.fromisoformat(json.loads(path.read_text(encoding="utf-8"))["anchor"])
+    except (OSError, ValueError, KeyError, TypeError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"anchor": now.isoformat()}), encoding="utf-8")
+        return now
 
 
 def truth_of(ground_truth: str) -> dict[str, dict]:
@@ -99,13 +112,14 @@ def demo(settings: Settings, *, events: int = 3000, seed: int = 7, now: datetime
     progress("starting Kafka and PostgreSQL")
     manager.up(settings.home, settings.cache, progress=progress)
     first_ids, second_ids = new_run_id(now), new_run_id(now + timedelta(seconds=1))
-    first = traffic(settings, events, seed, now - timedelta(days=7), progress)
+    anchor = traffic_anchor(settings, now)
+    first = traffic(settings, events, seed, anchor - timedelta(days=7), progress)
     progress("starting Spark")
     spark = build_session(settings, f"ledgerlane-demo-{first_ids}")
     runs = [one_run(spark, settings, first_ids, progress)]
     labels = {**analyst_labels(settings, first_ids, truth_of(first["ground_truth"]), progress),
               "chargebacks": late_chargebacks(settings, first["ground_truth"], progress)}
-    second = traffic(settings, events, seed + 1, now - timedelta(days=4), progress)
+    second = traffic(settings, events, seed + 1, anchor - timedelta(days=4), progress)
     runs.append(one_run(spark, settings, second_ids, progress))
     return {"runs": runs, "simulated": [first, second], "labels": labels, "seconds": round(time.monotonic() - began, 1),
             "services": {name: s.to_dict() for name, s in manager.status(settings.home).items()},

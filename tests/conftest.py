@@ -78,3 +78,13 @@ def new_database(pg_params):
     yield make
     for name in made:
         drop_database(pg_params, name)
+
+
+@pytest.fixture(autouse=True)
+def no_kafka_credentials_leak():
+    """A test that publishes Kafka SASL credentials must take them back: they switch every later client to SASL."""
+    from common.secrets import KAFKA_SASL_PASSWORD_ENV, KAFKA_SASL_USERNAME_ENV
+
+    yield
+    leaked = [name for name in (KAFKA_SASL_USERNAME_ENV, KAFKA_SASL_PASSWORD_ENV) if name in os.environ]
+    assert not leaked, f"the test left {leaked} in the environment"

@@ -209,7 +209,7 @@ def test_a_hand_made_pass_without_its_result_file_does_not_count(aws, spark, tmp
 # ---- the run's records, written by Spark as the jobs write them, uploaded to S3 -----------------------
 
 def write_run_tables(spark, folder: Path, aws, *, confirm=("transactions_view", "account_features")) -> None:
-    """Caught-up proof, build receipts and certifications (merchant_risk FAIL) for RUN, then upload."""
+    """Caught-up proof, build and certify receipts and certifications (merchant_risk FAIL) for RUN, then upload."""
     s3_root = f"s3://{BUCKET}/tables"
     now = datetime.now(timezone.utc)
     proof = {"run_id": RUN, "app_id": "app", "topic": "t", "proved_at": now, "caught_up": True,
@@ -220,6 +220,8 @@ def write_run_tables(spark, folder: Path, aws, *, confirm=("transactions_view", 
     for name, verdict in verdicts.items():
         location = catalog.location(s3_root, product(name).table.name)
         receipts.record(spark, str(folder), build_receipt(name, location, now))
+        receipts.record(spark, str(folder), {**build_receipt(name, location, now), "step": receipts.CERTIFY,
+                                             "status": verdict})
         evidence = f"s3://{BUCKET}/evidence/{RUN}/certifications/{name}-v0.json"
         certifications.record(spark, str(folder), certification(name, location, verdict, evidence, now))
         if verdict == "FAIL" or name in confirm:

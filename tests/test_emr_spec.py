@@ -30,8 +30,11 @@ def emr_settings(tmp_path_factory):
 
 
 def minimal_argv(job) -> list[str]:
-    """The smallest valid argument list for ``job``: its positional choices and the run id."""
-    return [argument.choices[0] for argument in job.arguments] + ["--run-id", RUN]
+    """The smallest valid argument list for ``job``: its positional choices, the run id and a value for every
+    other required option."""
+    required = [arg for option in job.options if option.required and option.flag != "--run-id"
+                for arg in (option.flag, f"s3://bucket/{option.dest}")]
+    return [argument.choices[0] for argument in job.arguments] + ["--run-id", RUN] + required
 
 
 @pytest.mark.parametrize("job", JOBS, ids=specs.qualified_name)

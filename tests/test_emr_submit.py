@@ -195,7 +195,10 @@ def secret_settings(tmp_path, aws, monkeypatch, pg_secret: str, kafka_secret: st
                         f'sasl_secret_arn = "{kafka_arn}"\n')
     config.write_text(text)
     for var in ("LL_TEST_PG_SECRET", secrets.KAFKA_SASL_USERNAME_ENV, secrets.KAFKA_SASL_PASSWORD_ENV):
-        monkeypatch.delenv(var, raising=False)
+        # setenv first so monkeypatch records the variable's absence and removes what ``publish`` sets:
+        # a SASL username left behind turns every later Kafka client in this session to SASL_SSL.
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     return load_settings(path=config, home=tmp_path), client
 
 
