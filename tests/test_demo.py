@@ -59,7 +59,9 @@ def test_the_demo_ends_in_a_verdict_for_both_runs_with_labels_in_between(demo_ru
     assert all(Path(r["report"]).is_file() and Path(r["evidence"], "_COMPLETE").is_file() for r in runs)
     assert first["labels"]["cases_reviewed"] > 0 and first["labels"]["chargebacks"]["inserted"] > 0
     assert demo.exit_code(first) == 0
-    assert "left running: postgres on port" in demo.describe(first) and "services down" in demo.describe(first)
+    told = demo.describe(first)
+    assert "left running: " in told and "kafka on port" in told and "postgres on port" in told, told
+    assert "services down" in told
     assert not [noise for noise in ("NativeCodeLoader", "log4j2-defaults", "%4|", "Traceback") if noise in
                 demo_runs.stderr], demo_runs.stderr[-2000:]
 

@@ -1,0 +1,630 @@
+"""Decide benchmarks (not a test): the decision stream side by side with what it costs to go without its
+guarantees, what a replayed batch costs, and how long an event waits for its decision.
+
+    .venv/bin/python -m benchmarks.decide_bench [--events 100000] [--rounds 2] [--latency-seconds 60]
+                                                [--trigger-seconds 2] [--quick] [--home PATH] [--json PATH]
+
+Every lane is prepared as a run prepares it: simulated traffic on a topic of its own, governed ingest until
+caught up, then ``jobs/rerun.py`` builds and certifies the three products. Card blocks go to a scratch
+database (dropped at the end), so nothing lands in the home's own ``ledgerlane`` database.
+
+1. Throughput, timed as a user waits (availableNow, until caught up), events per second each:
+   - the real decide stream (``streaming/decide.py``: checkpoint identity, the read gate per batch,
+     decisions + actions + audit with txn ids, card blocks in PostgreSQL, the action ledger, a receipt);
+   - the baseline: a plain Structured Streaming query over the same admitted Delta table (same
+     ``maxFilesPerTrigger``), the same policy (``streaming.policy.decide``) joined to the same certified
+     feature versions (pinned before timing), appending to one Delta table with no txn ids.
+   Target: decide eps ÷ plain eps >= 0.5. Each round decides a freshly prepared lane; the order of the
+   two alternates between rounds; best of the rounds.
+2. Replay: after decide committed, the checkpoint's last ``commits/N`` is deleted (its ``.N.crc`` left
+   behind, as a hand deletion leaves it), so Spark re-runs batch N from its recorded offsets; decide runs
+   again. Spark's own duration of the replayed batch (triggerExecution) ÷ the original batch's.
+   Target <= 0.1. The benchmark checks that the replay wrote nothing: no new Delta version in any decision
+   table, the same row counts, the same card controls.
+3. Latency: ``ledgerlane stream ingest`` and ``ledgerlane stream decide`` run continuously (processing-time
+   trigger of ``--trigger-seconds``) as subprocesses while ``ledgerlane simulate --rate 500`` produces; per
+   decision, the Delta commit timestamp of the decisions-table version that wrote it (table history,
+   found by the batch's txn id) minus the Kafka record timestamp of its event (kept in the admitted row).
+   A short steady warm-up runs first and is not counted. Target: p95 <= 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import reduce
+from pathlib import Path
+
+import psycopg
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQueryListener
+
+from benchmarks.harness import Section, alternating, ratio, timed
+from benchmarks.labels_bench import drop_database, scratch_database
+from checks import gate
+from common import delta, tables
+from common.config import Settings, load_settings
+from common.endpoints import kafka_bootstrap, postgres_params
+from common.kafka_admin import topic_snapshot
+from common.spark import build_session
+from jobs import rerun
+from jobs.batch_context import BatchContext
+from services import manager
+from simulator.producer import simulate
+from streaming import checkpoint as ckpt
+from streaming import decide, ingest, policy
+
+REPO = Path(__file__).resolve().parent.parent
+DAYS = 7
+RATES = {"duplicate_rate": 0.01, "conflict_rate": 0.002, "bad_rate": 0.02}   # the simulator's defaults
+THROUGHPUT_TARGET, REPLAY_TARGET, LATENCY_P95_TARGET_S = 0.5, 0.1, 10.0
+RATE = 500                      # valid events per second in steady mode
+WARMUP_SECONDS = 10             # steady traffic before the measured window, not counted
+LATENCY_PREP_EVENTS = 5_000     # the latency lane's first run: what its products are certified on
+SHUFFLE_PARTITIONS = 2
+PASSWORD_ENV = "LEDGERLANE_BENCH_DECIDE_PG_PASSWORD"
+DECISION_TABLES = ("decisions", "actions", "audit", "ledger", "receipts")   # fields of decide.DecideTables
+PATHS = ("decide", "plain")
+STARTED = time.perf_counter()
+
+
+def say(message: str) -> None:
+    print(f"[decide_bench {time.perf_counter() - STARTED:6.0f} s] {message}", flush=True)
+
+
+# ---- lanes: a topic, ingested and certified ---------------------------------------------------------
+
+@dataclass
+class Lane:
+    name: str
+    root: Path
+    config: Path
+    settings: Settings
+    run_id: str
+    admitted: int
+
+    @property
+    def paths(self) -> decide.DecideTables:
+        return decide.DecideTables.from_root(self.settings.tables_root)
+
+
+def write_config(root: Path, topic: str, policy_version: str, pg: dict) -> Path:
+    """The lane's own configuration file: tables, checkpoints, topic, scratch database, policy version.
+
+    The same file serves this process and the stream subprocesses, so both see the same settings.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "ledgerlane.toml"
+    path.write_text(
+        f'env = "local"\n[storage]\ntables_root = "{root}/tables"\ncheckpoints_root = "{root}/checkpoints"\n'
+        f'evidence_root = "{root}/evidence"\n[spark]\nshuffle_partitions = {SHUFFLE_PARTITIONS}\n'
+        f'[kafka]\ntopic = "{topic}"\nconsumer_group = "bench-{root.name}-{uuid.uuid4().hex[:6]}"\n'
+        f'[postgres]\nhost = "{pg["host"]}"\nport = {pg["port"]}\ndatabase = "{pg["dbname"]}"\n'
+        f'user = "{pg["user"]}"\npassword_env = "{PASSWORD_ENV}"\n'
+        f'[decision]\npolicy_version = "{policy_version}"\n', encoding="utf-8")
+    return path
+
+
+def send_traffic(settings: Settings, topic: str, events: int, seed: int) -> int:
+    """``events`` valid events (plus the simulator's retries, conflicts, bad records) over the last DAYS days;
+    returns how many of them ingest should admit."""
+    local = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topic": topic})})
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=DAYS)
+    sent = simulate(local, events=events, seed=seed, partitions=3, start=start, days=DAYS, **RATES)
+    say(f"simulated {sent.records:,} records to {topic} in {sent.seconds:.1f} s")
+    return sent.by_expected["admitted"]
+
+
+def prepare_lane(spark: SparkSession, home: Path, root: Path, topic: str, pg: dict, expected: int) -> Lane:
+    """Governed ingest of the topic until caught up, then every product built and certified PASS (rerun)."""
+    tag = f"{root.name}-{uuid.uuid4().hex[:6]}"
+    config = write_config(root, topic, f"bench-{tag}", pg)
+    settings = load_settings(path=config, home=home)
+    run_id = f"r-bench-{tag}"
+    seconds, summary = timed(lambda: ingest.ingest(spark, settings, run_id))
+    if not summary["caught_up"] or summary["admitted"] != expected:
+        raise SystemExit(f"lane {root.name}: ingest admitted {summary['admitted']} of {expected} expected: {summary}")
+    say(f"lane {root.name}: ingested {summary['received']:,} records ({summary['admitted']:,} admitted) "
+        f"in {seconds:.1f} s")
+    seconds, outcome = timed(lambda: rerun.rerun(spark, BatchContext.from_settings(settings), run_id))
+    if not outcome["ok"]:
+        raise SystemExit(f"lane {root.name}: products not certified PASS: {json.dumps(outcome['outcomes'])}")
+    say(f"lane {root.name}: products built and certified PASS in {seconds:.1f} s")
+    return Lane(root.name, root, config, settings, run_id, summary["admitted"])
+
+
+# ---- Spark's own batch durations -------------------------------------------------------------------
+
+class TriggerClock(StreamingQueryListener):
+    """Spark's duration of every micro-batch (``triggerExecution``), by query name and batch id, in order:
+    a batch run twice (original, replay) has two entries."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, int], list[int]] = defaultdict(list)
+
+    def onQueryStarted(self, event) -> None:
+        pass
+
+    def onQueryProgress(self, event) -> None:
+        progress = event.progress
+        self.seen[(progress.name, progress.batchId)].append(int(progress.durationMs.get("triggerExecution", 0)))
+
+    def onQueryIdle(self, event) -> None:
+        pass
+
+    def onQueryTerminated(self, event) -> None:
+        pass
+
+    def durations(self, name: str, batch_id: int, count: int, timeout_s: float = 30.0) -> list[int]:
+        """The first ``count`` durations of the batch; progress events arrive asynchronously, so wait a little."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.seen[(name, batch_id)]) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        found = self.seen[(name, batch_id)]
+        if len(found) < count:
+            raise SystemExit(f"Spark reported {len(found)} progress events for {name} batch {batch_id}, "
+                             f"expected {count}")
+        return found[:count]
+
+
+# ---- 1. throughput: decide vs a plain stream -------------------------------------------------------
+
+@dataclass
+class Run:
+    seconds: float
+    events: int
+    batches: int
+
+
+def decide_run(spark: SparkSession, lane: Lane) -> Run:
+    seconds, summary = timed(lambda: decide.decide(spark, lane.settings, lane.run_id))
+    if summary["events"] != lane.admitted:
+        raise SystemExit(f"decide decided {summary['events']} of {lane.admitted} admitted events: {summary}")
+    return Run(seconds, summary["events"], summary["batches"])
+
+
+def pinned_features(spark: SparkSession, lane: Lane) -> dict[str, gate.CertifiedProduct]:
+    """The certified feature versions decide reads, resolved once (outside the plain stream's timing)."""
+    return {table: gate.certified(spark, lane.settings.tables_root, table)
+            for table in (decide.FEATURES, decide.MERCHANTS)}
+
+
+def plain_run(spark: SparkSession, lane: Lane, out: Path, name: str) -> Run:
+    """The same admitted rows, the same policy and feature versions, one Delta append, no txn ids."""
+    pinned = pinned_features(spark, lane)
+
+    def version_of(table: str) -> DataFrame:
+        product = pinned[table]
+        return spark.read.format("delta").option("versionAsOf", product.version).load(product.location)
+
+    def run() -> None:
+        accounts = policy.latest_per(version_of(decide.FEATURES), "account_id")
+        merchants = policy.latest_per(version_of(decide.MERCHANTS), "merchant_id")
+        events = (spark.readStream.format("delta")
+                  .option("maxFilesPerTrigger", lane.settings.decision.max_files_per_trigger).load(lane.paths.admitted))
+        query = (policy.decide(events, accounts, merchants, lane.settings.decision).writeStream.format("delta")
+                 .option("checkpointLocation", str(out / "checkpoint")).queryName(name)
+                 .trigger(availableNow=True).start(str(out / "decisions")))
+        query.awaitTermination()
+
+    seconds, _ = timed(run)
+    rows = spark.read.format("delta").load(str(out / "decisions")).count()
+    if rows != lane.admitted:
+        raise SystemExit(f"the plain stream wrote {rows} decisions for {lane.admitted} admitted events")
+    batches = len(ckpt.batch_ids(spark, str(out / "checkpoint"), "commits"))
+    return Run(seconds, rows, batches)
+
+
+def throughput(spark: SparkSession, lanes: list[Lane], root: Path) -> dict[str, list[Run]]:
+    runs: dict[str, list[Run]] = defaultdict(list)
+    for r, order in enumerate(alternating(list(PATHS), len(lanes))):
+        lane = lanes[r]
+        for path in order:
+            if path == "decide":
+                run = decide_run(spark, lane)
+            else:
+                run = plain_run(spark, lane, root / f"plain-{r}", f"plain-{lane.name}")
+            runs[path].append(run)
+            say(f"round {r + 1}: {path} decided {run.events:,} events in {run.seconds:.1f} s "
+                f"({run.events / run.seconds:,.0f} events/s, {run.batches} batches)")
+    return runs
+
+
+def report_throughput(section: Section, runs: dict[str, list[Run]]) -> None:
+    best = {path: min(rs, key=lambda run: run.seconds) for path, rs in runs.items()}
+    rounds = len(runs["decide"])
+    eps = {path: run.events / run.seconds for path, run in best.items()}
+    section.add(f"{best['decide'].events:,} admitted events: decide / plain stream, s, best of {rounds}",
+                " / ".join(f"{best[p].seconds:.1f} ({best[p].batches} batches)" for p in PATHS))
+    section.add("decide / plain stream, events/s", f"{eps['decide']:,.0f} / {eps['plain']:,.0f}")
+    share = ratio(eps["decide"], eps["plain"])
+    section.add("decide ÷ plain stream (throughput)", f"{share:.3f}", target=f">= {THROUGHPUT_TARGET}",
+                met=share >= THROUGHPUT_TARGET)
+    every = "; ".join(f"{p} " + ", ".join(f"{run.seconds:.1f}" for run in runs[p]) for p in PATHS)
+    section.note(f"throughput rounds (s, one freshly prepared lane per round, order alternating): {every}. Decide "
+                 "is timed as `ledgerlane stream decide --until-caught-up` runs it (checkpoint identity, gate, "
+                 "query, receipts summary); the plain stream from reading the pinned feature versions to its end.")
+
+
+# ---- 2. replaying a committed batch ----------------------------------------------------------------
+
+def written_state(spark: SparkSession, lane: Lane) -> dict[str, tuple[int, int]]:
+    """(Delta version, rows) of every table decide writes, and the card controls of the run."""
+    state = {}
+    for field in DECISION_TABLES:
+        path = getattr(lane.paths, field)
+        if tables.exists(spark, path):
+            state[field] = (delta.latest_version(spark, path), spark.read.format("delta").load(path).count())
+    params = postgres_params(lane.settings)
+    with psycopg.connect(**params) as conn:
+        controls = conn.execute("select count(*) from human_loop.card_controls where run_id = %s",
+                                (lane.run_id,)).fetchone()[0]
+    state["card_controls"] = (0, controls)
+    return state
+
+
+@dataclass
+class Replay:
+    batch_id: int
+    original_ms: int
+    replay_ms: int
+    original_call_s: float
+    replay_call_s: float
+    unchanged: bool
+    crc_removed: bool
+    decisions: int
+    distinct_decisions: int
+
+
+def replay_last_batch(spark: SparkSession, lane: Lane, clock: TriggerClock, original_call_s: float) -> Replay:
+    checkpoint = decide.checkpoint_location(lane.settings)
+    last = ckpt.batch_ids(spark, checkpoint, "commits")[-1]
+    name = f"decide-{lane.run_id}"
+    before = written_state(spark, lane)
+    os.remove(f"{checkpoint}/commits/{last}")    # the .crc stays behind, as a deletion by hand leaves it
+    said: list[str] = []
+    seconds, summary = timed(lambda: decide.decide(spark, lane.settings, lane.run_id, progress=said.append))
+    original_ms, replay_ms = clock.durations(name, last, 2)
+    if ckpt.batch_ids(spark, checkpoint, "commits")[-1] != last:
+        raise SystemExit(f"the replay of batch {last} was not committed again: {summary}")
+    decisions = spark.read.format("delta").load(lane.paths.decisions)
+    replay = Replay(last, original_ms, replay_ms, original_call_s, seconds, written_state(spark, lane) == before,
+                    any(f"commits/.{last}.crc" in line for line in said), decisions.count(),
+                    decisions.select("decision_id").distinct().count())
+    say(f"lane {lane.name}: batch {last} replayed in {replay_ms} ms (originally {original_ms} ms); "
+        f"the whole call took {seconds:.1f} s; nothing written twice: {replay.unchanged}")
+    return replay
+
+
+def report_replay(section: Section, replays: list[Replay]) -> None:
+    best = min(replays, key=lambda r: r.replay_ms / r.original_ms)
+    section.add(f"replayed batch {best.batch_id}: Spark's batch time, original / replay",
+                f"{best.original_ms / 1000:.2f} / {best.replay_ms / 1000:.2f} s")
+    share = best.replay_ms / best.original_ms
+    section.add("replaying a committed batch ÷ its original cost (batch time)", f"{share:.3f}",
+                target=f"<= {REPLAY_TARGET}", met=share <= REPLAY_TARGET)
+    section.add("as a user waits: the whole decide call that replays ÷ the original call",
+                f"{best.replay_call_s:.1f} / {best.original_call_s:.1f} s = "
+                f"{best.replay_call_s / best.original_call_s:.3f}")
+    clean = all(r.unchanged and r.decisions == r.distinct_decisions for r in replays)
+    section.add("rows written twice by the replays",
+                "0: no new Delta version, same row counts, same card controls" if clean else
+                "SOME: " + "; ".join(f"batch {r.batch_id}: state unchanged {r.unchanged}, {r.decisions} decisions, "
+                                     f"{r.distinct_decisions} distinct" for r in replays),
+                target="0", met=clean)
+    section.note(f"replay: {len(replays)} lane(s), best ratio shown; the last commits/N was deleted with its .crc left "
+                 f"behind; decide removed the orphan checksum itself ({sum(r.crc_removed for r in replays)} of "
+                 f"{len(replays)} runs said so). The replayed batch is recognised by its receipt "
+                 "(app id, batch id) and not computed again (streaming/query.py BatchFunction.is_complete).")
+
+
+# ---- 3. event-to-decision latency ------------------------------------------------------------------
+
+def cli_argv(lane: Lane, *args: str) -> list[str]:
+    return [sys.executable, "-m", "cli.main", "--home", str(lane.settings.home), "--config", str(lane.config), *args]
+
+
+def child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def start_stream(lane: Lane, name: str, trigger_seconds: int) -> subprocess.Popen:
+    log = (lane.root / f"{name}.log").open("w", encoding="utf-8")
+    argv = cli_argv(lane, "stream", name, "--run-id", lane.run_id, "--trigger-seconds", str(trigger_seconds))
+    return subprocess.Popen(argv, cwd=REPO, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def log_tail(lane: Lane, name: str) -> str:
+    path = lane.root / f"{name}.log"
+    return path.read_text(encoding="utf-8", errors="replace")[-2000:] if path.exists() else ""
+
+
+def assert_running(lane: Lane, streams: dict[str, subprocess.Popen]) -> None:
+    for name, proc in streams.items():
+        if proc.poll() is not None:
+            raise SystemExit(f"stream {name} exited with code {proc.returncode}:\n{log_tail(lane, name)}")
+
+
+def end_offsets(lane: Lane) -> dict[int, int]:
+    snapshot = topic_snapshot(kafka_bootstrap(lane.settings), lane.settings.kafka.topic)
+    return {p["partition"]: p["end_offset"] for p in snapshot["partitions"]}
+
+
+def decided_everything(spark: SparkSession, lane: Lane, ends: dict[int, int]) -> bool:
+    """Ingest committed up to ``ends`` and decide's receipts count every admitted event."""
+    _, committed = ckpt.committed_offsets(spark, ingest.checkpoint_location(lane.settings), lane.settings.kafka.topic)
+    if any(committed.get(p, 0) < end for p, end in ends.items()):
+        return False
+    admitted = spark.read.format("delta").load(lane.paths.admitted).count()
+    receipts = tables.read_or_empty(spark, lane.paths.receipts, decide.RECEIPT_SCHEMA)
+    decided = receipts.agg(F.coalesce(F.sum("events"), F.lit(0))).first()[0]
+    return decided >= admitted
+
+
+def wait_until_decided(spark: SparkSession, lane: Lane, streams: dict[str, subprocess.Popen], timeout_s: float) -> float:
+    """Poll (every 3 s) until everything on the topic so far is decided; returns the seconds waited."""
+    ends, began = end_offsets(lane), time.monotonic()
+    while not decided_everything(spark, lane, ends):
+        assert_running(lane, streams)
+        if time.monotonic() - began > timeout_s:
+            raise SystemExit(f"the streams did not decide the topic within {timeout_s:.0f} s:\n"
+                             f"{log_tail(lane, 'ingest')}\n{log_tail(lane, 'decide')}")
+        time.sleep(3)
+    return time.monotonic() - began
+
+
+def steady_traffic(lane: Lane, seconds: int, seed: int) -> dict:
+    argv = cli_argv(lane, "simulate", "--rate", str(RATE), "--duration", str(seconds), "--seed", str(seed),
+                    "--days", str(DAYS), "--json")
+    done = subprocess.run(argv, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=seconds + 600)
+    if done.returncode != 0:
+        raise SystemExit(f"ledgerlane simulate failed with code {done.returncode}: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def stop_stream(proc: subprocess.Popen) -> str:
+    """SIGINT (the CLI stops the query and exits 130), escalating only if it does not end."""
+    if proc.poll() is not None:
+        return f"had already exited with code {proc.returncode}"
+    for sig, wait_s in ((signal.SIGINT, 120), (signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+        proc.send_signal(sig)
+        try:
+            return f"{signal.Signals(sig).name} -> exit code {proc.wait(timeout=wait_s)}"
+        except subprocess.TimeoutExpired:
+            continue
+    return "did not exit after SIGKILL"
+
+
+def commit_times(spark: SparkSession, path: str) -> DataFrame:
+    """(txn app id, txn version = batch id, commit time in ms) of every commit of ``path`` made with a txn id;
+    the time is the version's timestamp in the table history."""
+    history = delta.history(spark, path).select("version", F.unix_millis("timestamp").alias("ms")).collect()
+    stamps = {row.version: row.ms for row in history}
+    rows = []
+    for version in delta.commit_versions(spark, path):
+        _, actions = delta.read_commit(spark, path, version)
+        rows += [(a["txn"]["appId"], int(a["txn"]["version"]), stamps[version]) for a in actions if "txn" in a]
+    return spark.createDataFrame(rows, "app_id string, batch_id long, committed_ms long")
+
+
+def measured_events(spark: SparkSession, lane: Lane, starts: dict[int, int]) -> DataFrame:
+    """Admitted events of the measured window (topic offsets from ``starts`` on), with their decisions and
+    the commit times of both."""
+    admitted = spark.read.format("delta").load(lane.paths.admitted)
+    window = reduce(lambda a, b: a | b, [(F.col("partition") == p) & (F.col("offset") >= o) for p, o in starts.items()])
+    events = admitted.where(window).select("event_id", F.unix_millis("kafka_timestamp").alias("kafka_ms"),
+                                           F.col("app_id").alias("ingest_app"), F.col("batch_id").alias("ingest_batch"))
+    decisions = spark.read.format("delta").load(lane.paths.decisions).select(
+        "event_id", F.col("app_id").alias("decide_app"), F.col("batch_id").alias("decide_batch"))
+    admitted_at = commit_times(spark, lane.paths.admitted).select(
+        F.col("app_id").alias("ingest_app"), F.col("batch_id").alias("ingest_batch"), F.col("committed_ms").alias("admitted_ms"))
+    decided_at = commit_times(spark, lane.paths.decisions).select(
+        F.col("app_id").alias("decide_app"), F.col("batch_id").alias("decide_batch"), F.col("committed_ms").alias("decided_ms"))
+    return (events.join(decisions, "event_id", "left").join(admitted_at, ["ingest_app", "ingest_batch"], "left")
+            .join(decided_at, ["decide_app", "decide_batch"], "left"))
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def batch_clock(checkpoint: str, batch_ids: set[int]) -> dict[int, tuple[float, float]]:
+    """(planned, committed) wall times of each batch, from the checkpoint's ``offsets/N`` and ``commits/N``
+    files (written when Spark plans the batch and after the batch function returned)."""
+    folder = Path(checkpoint.removeprefix("file:"))
+    return {b: ((folder / "offsets" / str(b)).stat().st_mtime, (folder / "commits" / str(b)).stat().st_mtime)
+            for b in batch_ids if (folder / "commits" / str(b)).exists()}
+
+
+@dataclass
+class Latency:
+    events: int
+    undecided: int
+    twice: int
+    total: list[float]        # seconds: Kafka record timestamp -> decisions commit
+    admission: list[float]    # Kafka record timestamp -> admitted-table commit (ingest)
+    deciding: list[float]     # admitted-table commit -> decisions commit
+    sent: dict
+    decide_batches: dict[int, tuple[float, float]]
+    ingest_batches: dict[int, tuple[float, float]]
+    to_decisions_commit: list[float]   # decide batch planned -> its decisions commit
+    commits_per_batch: float
+
+
+def latency_figures(spark: SparkSession, lane: Lane, starts: dict[int, int], sent: dict) -> Latency:
+    rows = measured_events(spark, lane, starts).collect()
+    per_event = defaultdict(int)
+    for row in rows:
+        per_event[row.event_id] += 1
+    decided = [r for r in rows if r.decided_ms is not None]
+    total = [(r.decided_ms - r.kafka_ms) / 1000 for r in decided]
+    admission = [(r.admitted_ms - r.kafka_ms) / 1000 for r in decided if r.admitted_ms is not None]
+    deciding = [(r.decided_ms - r.admitted_ms) / 1000 for r in decided if r.admitted_ms is not None]
+    decide_batches = batch_clock(decide.checkpoint_location(lane.settings), {r.decide_batch for r in decided})
+    ingest_batches = batch_clock(ingest.checkpoint_location(lane.settings), {r.ingest_batch for r in decided})
+    decisions_commit = {(r.decide_batch): r.decided_ms / 1000 for r in decided}
+    to_commit = [decisions_commit[b] - planned for b, (planned, _) in decide_batches.items()]
+    return Latency(len(per_event), sum(1 for r in rows if r.decided_ms is None),
+                   sum(1 for n in per_event.values() if n > 1), total, admission, deciding, sent, decide_batches,
+                   ingest_batches, to_commit, decide_commits_per_batch(spark, lane, set(decide_batches)))
+
+
+def decide_commits_per_batch(spark: SparkSession, lane: Lane, batch_ids: set[int]) -> float:
+    """Delta commits decide made per batch (decisions, actions, audit, ledger, receipt), over ``batch_ids``."""
+    if not batch_ids:
+        return 0.0
+    commits = 0
+    for field in DECISION_TABLES:
+        path = getattr(lane.paths, field)
+        if tables.exists(spark, path):
+            commits += commit_times(spark, path).where(F.col("batch_id").isin(*batch_ids)).count()
+    return commits / len(batch_ids)
+
+
+def gate_seconds(spark: SparkSession, lane: Lane) -> float:
+    """What the two read-gate lookups of one decide batch cost, measured here after the streams stopped."""
+    return timed(lambda: pinned_features(spark, lane))[0]
+
+
+def run_latency(spark: SparkSession, home: Path, root: Path, pg: dict, seconds: int, trigger_seconds: int) -> tuple[Latency, dict]:
+    """Prepare a lane, run ingest and decide continuously, warm up, then measure one steady window."""
+    topic = f"bench-decide-latency-{uuid.uuid4().hex[:8]}"
+    settings = load_settings("local", home=home)
+    expected = send_traffic(settings, topic, LATENCY_PREP_EVENTS, seed=42)
+    lane = prepare_lane(spark, home, root, topic, pg, expected)
+    streams = {name: start_stream(lane, name, trigger_seconds) for name in ("ingest", "decide")}
+    stopped: dict[str, str] = {}
+    try:
+        waited = wait_until_decided(spark, lane, streams, timeout_s=600)
+        say(f"latency: ingest and decide running every {trigger_seconds} s; the prepared events were decided "
+            f"{waited:.0f} s after start; warming up with {WARMUP_SECONDS} s of steady traffic")
+        steady_traffic(lane, WARMUP_SECONDS, seed=43)
+        wait_until_decided(spark, lane, streams, timeout_s=300)
+        starts = end_offsets(lane)
+        say(f"latency: measuring {seconds} s of steady traffic at {RATE} events/s")
+        sent = steady_traffic(lane, seconds, seed=44)
+        waited = wait_until_decided(spark, lane, streams, timeout_s=max(300, 3 * seconds))
+        say(f"latency: everything decided {waited:.0f} s after the simulator finished")
+    finally:
+        for name in ("ingest", "decide"):
+            stopped[name] = stop_stream(streams[name])
+            say(f"latency: stopped {name}: {stopped[name]}")
+    figures = latency_figures(spark, lane, starts, sent)
+    extra = {"stopped": stopped, "gate_s": gate_seconds(spark, lane), "trigger_seconds": trigger_seconds,
+             "seconds": seconds}
+    return figures, extra
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report_latency(section: Section, lat: Latency, extra: dict) -> None:
+    achieved = lat.sent["by_kind"]["valid"] / lat.sent["seconds"]
+    section.add(f"steady mode asked for {RATE} valid events/s for {extra['seconds']} s: achieved",
+                f"{achieved:.0f} valid events/s ({lat.sent['records']:,} records over {lat.sent['seconds']:.1f} s)")
+    section.add("measured events: admitted / decided once / undecided / decided twice",
+                f"{lat.events:,} / {lat.events - lat.undecided - lat.twice:,} / {lat.undecided:,} / {lat.twice:,}")
+    if not lat.total:
+        section.add("event -> decision latency, p95", "no decision measured", target=f"<= {LATENCY_P95_TARGET_S:.0f} s",
+                    met=False)
+        return
+    p50, p95 = percentile(lat.total, 0.5), percentile(lat.total, 0.95)
+    section.add("event -> decision latency (Kafka timestamp -> decisions commit), p50 / p95 / max",
+                f"{p50:.1f} / {p95:.1f} / {max(lat.total):.1f} s", target=f"p95 <= {LATENCY_P95_TARGET_S:.0f} s",
+                met=p95 <= LATENCY_P95_TARGET_S and not lat.undecided)
+    section.add("  of which Kafka -> admitted commit (ingest), p50 / p95",
+                f"{percentile(lat.admission, 0.5):.1f} / {percentile(lat.admission, 0.95):.1f} s")
+    section.add("  of which admitted commit -> decisions commit (decide), p50 / p95",
+                f"{percentile(lat.deciding, 0.5):.1f} / {percentile(lat.deciding, 0.95):.1f} s")
+    decide_s = [end - start for start, end in lat.decide_batches.values()]
+    ingest_s = [end - start for start, end in lat.ingest_batches.values()]
+    section.note(
+        f"latency is bounded by two micro-batch loops in series, both on a {extra['trigger_seconds']} s processing-time "
+        f"trigger: ingest ({len(ingest_s)} batches in the window, median {median(ingest_s):.1f} s from plan to commit), "
+        f"then decide ({len(decide_s)} batches, median {median(decide_s):.1f} s from plan to commit, "
+        f"{median(lat.to_decisions_commit):.1f} s of it before the decisions commit; {lat.commits_per_batch:.1f} Delta "
+        f"commits per batch plus one PostgreSQL transaction for card blocks; two read-gate lookups per batch, "
+        f"{extra['gate_s']:.2f} s here, measured after the streams stopped). A batch that runs longer than the trigger "
+        "starts the next one at once, so events wait for the running batch to finish and then a whole batch of their own. "
+        "Batch times from the checkpoints' offsets/N and commits/N file times; commit times from each table's history.")
+    section.note(f"latency streams ran as `ledgerlane stream ingest|decide --trigger-seconds {extra['trigger_seconds']}` "
+                 f"subprocesses beside this benchmark's own idle Spark driver on the same machine; a {WARMUP_SECONDS} s "
+                 f"steady warm-up ran first and is not counted; stopped with SIGINT: ingest {extra['stopped']['ingest']}, "
+                 f"decide {extra['stopped']['decide']}")
+
+
+# ---- the run ---------------------------------------------------------------------------------------
+
+def scratch_postgres(settings: Settings) -> tuple[dict, dict]:
+    """A migrated scratch database for card blocks (admin params, scratch params); its password reaches the
+    lanes' configuration, and the stream subprocesses, only through the environment."""
+    admin = postgres_params(settings)
+    scratch = scratch_database(admin)
+    os.environ[PASSWORD_ENV] = scratch["password"]
+    return admin, scratch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="decide_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000, help="valid events per throughput lane")
+    parser.add_argument("--rounds", type=int, default=2, help="throughput rounds, one prepared lane each")
+    parser.add_argument("--latency-seconds", type=int, default=60, help="measured steady window")
+    parser.add_argument("--trigger-seconds", type=int, default=2, help="both streams' trigger in the latency part")
+    parser.add_argument("--quick", action="store_true", help="smoke size: 5,000 events, a 30 s latency window")
+    parser.add_argument("--home", default=os.environ.get("LEDGERLANE_HOME"), help="ledgerlane home with services")
+    parser.add_argument("--json", default=None, help="also write the section as JSON here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.events, args.latency_seconds = 5_000, 30
+    started = time.perf_counter()
+    section = Section("Decide", f"{args.events:,} valid events (+1% retries, 0.2% conflicts, 2% bad records) over {DAYS} "
+                      f"days, ingested and certified per lane; {args.rounds} throughput rounds, order alternating, best "
+                      f"of the rounds; latency at {RATE} events/s for {args.latency_seconds} s with both streams on a "
+                      f"{args.trigger_seconds} s trigger.")
+    settings = load_settings("local", home=args.home, overrides={"spark": {"shuffle_partitions": SHUFFLE_PARTITIONS}})
+    manager.up(settings.home, settings.cache)
+    spark = build_session(settings, "ledgerlane-bench-decide")
+    clock = TriggerClock()
+    spark.streams.addListener(clock)
+    root = Path(tempfile.mkdtemp(prefix="ledgerlane-bench-decide-"))
+    admin, pg = scratch_postgres(settings)
+    try:
+        topic = f"bench-decide-{uuid.uuid4().hex[:8]}"
+        expected = send_traffic(settings, topic, args.events, seed=41)
+        lanes = [prepare_lane(spark, settings.home, root / f"lane-{r}", topic, pg, expected) for r in range(args.rounds)]
+        runs = throughput(spark, lanes, root)
+        report_throughput(section, runs)
+        replays = [replay_last_batch(spark, lane, clock, run.seconds) for lane, run in zip(lanes, runs["decide"])]
+        report_replay(section, replays)
+        report_latency(section, *run_latency(spark, settings.home, root / "latency", pg, args.latency_seconds,
+                                             args.trigger_seconds))
+    finally:
+        spark.streams.removeListener(clock)
+        spark.stop()
+        drop_database(admin, pg)
+        shutil.rmtree(root, ignore_errors=True)
+    section.close(started)
+    print(section.text())
+    section.save(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
