@@ -159,10 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         spark.stop()    # before the scratch home goes: Delta may still be writing checksum files into it
         shutil.rmtree(home, ignore_errors=True)
-    report(section, rounds).close(started)
-    print(section.text())
-    section.save(args.json)
-    return 0
+    return report(section, rounds).finish(started, args.json)
 
 
 if __name__ == "__main__":

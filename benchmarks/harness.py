@@ -92,6 +92,13 @@ class Section:
             lines += [""] + [f"- {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
 
+    def finish(self, started: float, json_path: str | os.PathLike[str] | None) -> int:
+        """Close the section, print it and save it for ``python -m benchmarks``; the exit code (0)."""
+        self.close(started)
+        print(self.text())
+        self.save(json_path)
+        return 0
+
     def save(self, path: str | os.PathLike[str] | None) -> None:
         if path:
             Path(path).write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")

@@ -410,10 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         spark.stop()
         shutil.rmtree(root, ignore_errors=True)
-    section.close(started)
-    print(section.text())
-    section.save(args.json)
-    return 0
+    return section.finish(started, args.json)
 
 
 if __name__ == "__main__":

@@ -262,10 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
         if not args.home:  # a throwaway home: stop its cluster and delete it
             cleanup(home)
-    report(section, args.rows, pg, sp).close(started)
-    print(section.text())
-    section.save(args.json)
-    return 0
+    return report(section, args.rows, pg, sp).finish(started, args.json)
 
 
 def cleanup(home: Path) -> None:

@@ -99,10 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = json.loads(out)
     section.add("steady mode asked for 500 valid events/s for 10 s: achieved",
                 f"{summary['by_kind']['valid'] / summary['seconds']:.0f} valid events/s over {summary['seconds']:.1f} s")
-    section.close(started)
-    print(section.text())
-    section.save(args.json)
-    return 0
+    return section.finish(started, args.json)
 
 
 if __name__ == "__main__":
