@@ -44,8 +44,8 @@ def guarded(work: Callable[[], int], *, verbose: bool = False) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
         return INTERRUPTED
     except Exception as exc:  # the last line of defence: one line, the trace only on request
         if verbose:

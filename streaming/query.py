@@ -6,12 +6,17 @@ Three things every stream needs and none should repeat:
 - a work-around for SPARK-55271 (Spark 4.1.1, the EMR 8.1.0 runtime): after a restart that replays an
   uncommitted batch, the Kafka source's progress metrics throw a NullPointerException *after* the
   replayed batch's ``commits/N`` was written. The query is restarted once, only when exactly that happened.
+
+A continuous stream stops on SIGINT or SIGTERM: the query is stopped between polls (every write of a
+batch is idempotent, so a batch cut short is replayed whole by the next start) and the door exits 130.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +35,7 @@ from common.locks import FileLock
 from streaming import checkpoint as ckpt
 
 KAFKA_METRICS_NPE = "KafkaMicroBatchStream"
+POLL_S = 1.0
 
 
 def error_text(exc: BaseException) -> str:
@@ -99,7 +105,7 @@ def run_to_end(spark: SparkSession, start: Callable[[], StreamingQuery], checkpo
     for attempt in (1, 2):
         query = start()
         try:
-            query.awaitTermination()
+            await_or_stop_on_signal(query)
             return
         except StreamingQueryException as exc:
             replayed = pending is not None and pending in ckpt.batch_ids(spark, checkpoint, "commits")
@@ -110,6 +116,27 @@ def run_to_end(spark: SparkSession, start: Callable[[], StreamingQuery], checkpo
             raise explain(exc, checkpoint) from None
         finally:
             query.stop()
+
+
+def await_or_stop_on_signal(query: StreamingQuery) -> None:
+    """Wait for the query's end; SIGINT or SIGTERM raise KeyboardInterrupt (the caller stops the query).
+
+    PySpark's own SIGINT handler calls into the JVM while the main thread waits in ``awaitTermination``,
+    which fails with a Py4J error instead of stopping; waiting in short polls under our own handlers does not.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        query.awaitTermination()
+        return
+    asked: list[int] = []
+    previous = {number: signal.signal(number, lambda got, _frame: asked.append(got))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not query.awaitTermination(POLL_S):
+            if asked:
+                raise KeyboardInterrupt(f"stopped by {signal.Signals(asked[0]).name}")
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextmanager

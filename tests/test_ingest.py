@@ -203,3 +203,34 @@ def test_quarantine_keeps_the_raw_bytes_and_a_text_every_reader_can_decode(spark
     rows = not_utf8.select("payload", "value").collect()   # collect() decodes every string: it must not raise
     assert rows, "the corpus holds records whose bytes are not UTF-8"
     assert all("\ufffd" in row.payload and row.value.decode("utf-8", "replace") == row.payload for row in rows)
+
+
+def test_a_continuous_stream_stops_on_ctrl_c_with_exit_130_and_resumes_exactly(
+        spark, settings, kafka_bootstrap, tmp_path):
+    import signal
+    import time
+
+    local = isolated(settings, tmp_path, f"ingest-{uuid.uuid4().hex[:8]}")
+    sent = simulate(local, events=300, seed=17, duplicate_rate=0.0, conflict_rate=0.0, bad_rate=0.0,
+                    partitions=2, start=START, days=1)
+    config = write_config(local, tmp_path / "continuous.toml", kafka_bootstrap)
+    admitted_log = Path(catalog.location(local.tables_root, "bronze.admitted_events"), "_delta_log")
+    running = subprocess.Popen([sys.executable, "-m", "streaming.ingest", "--config", str(config), "--home",
+                                str(local.home), "--run-id", "r-continuous", "--trigger-seconds", "1"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not admitted_log.is_dir() and running.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert running.poll() is None, running.stderr.read()[-2000:]
+        running.send_signal(signal.SIGINT)
+        _, err = running.communicate(timeout=120)
+    finally:
+        running.kill()
+
+    assert running.returncode == 130, err[-2000:]
+    assert "interrupted (stopped by SIGINT)" in err and "unexpected" not in err and "Traceback" not in err
+    summary = lane.ingest(spark, local, "r-continuous")
+    admitted = read(spark, local, "bronze.admitted_events")
+    assert summary["caught_up"] and admitted.count() == admitted.select("event_id").distinct().count() == \
+        sent.by_expected["admitted"]
