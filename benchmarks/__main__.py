@@ -24,7 +24,7 @@ from pathlib import Path
 from benchmarks.harness import Section, load_average
 
 REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("simulator", "ingest", "labels", "batch")
+BENCHMARKS = ("simulator", "ingest", "labels", "batch", "decide", "closure", "demo")
 DOC = REPO / "docs" / "benchmarks.md"
 
 

@@ -4,25 +4,32 @@
                                               [--json PATH]
 
 The demo runs as the README runs it (``scripts/demo.sh`` ends in ``ledgerlane demo``): ``ledgerlane --home H
-demo --json`` in a process of its own, in a fresh home H of its own, so it starts its own Kafka broker and
+demo`` in a process of its own, in a fresh home H of its own, so it starts its own Kafka broker and
 PostgreSQL cluster there as a first demo does. Every 0.5 s the benchmark sums the resident memory (RSS) of
 every process that belongs to the demo: the demo's process tree (the CLI, its Spark driver JVM, Spark's
 Python workers) and every process whose command line names a path inside H, with its descendants (the
 broker; the postmaster and its backends: both are daemons, not children of the demo). Target: the peak
-<= 4 GiB. Summed RSS counts a shared page (PostgreSQL's shared buffers, shared libraries) once per process
-that maps it, so it overstates; the proportional set size (PSS, every page counted once, read every 2 s:
-it is costlier to read) is reported beside it. Wall time is reported. Afterwards ``ledgerlane --home H
-services down`` stops the home's services and H is deleted (``--keep-home`` keeps it).
+<= 4 GiB.
 
-``--home`` is where the jar cache is found when ``$LEDGERLANE_CACHE`` is not set (the demo must not
-download); the demo never uses that home's services.
+A child that shares its parent's address space (the JVM starts a command by vfork; until its exec the
+child reports the JVM's whole RSS as its own) is counted once, found by kcmp(2). Summed RSS still counts
+a shared page (PostgreSQL's shared buffers, shared libraries, a forked worker's copy-on-write pages) once
+per process that maps it, so it can overstate; the proportional set size (PSS: each page split among the
+processes that map it) is read every 2 s (it costs more to read) and its peak reported beside it. The
+demo's wall time and what it printed (its runs and verdicts) are reported. Afterwards ``ledgerlane --home
+H services down`` stops the home's services and H is deleted (``--keep-home`` keeps it).
+
+The demo uses ``$LEDGERLANE_CACHE``, else the jar cache of ``--home`` or of the README's home
+(``.ledgerlane/``), whichever is populated, so it does not time a download; it never uses ``--home``'s
+services.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import ctypes
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -47,16 +54,36 @@ DEMO, KAFKA, POSTGRES, OTHER = "demo process tree (CLI, Spark JVM, Python worker
 
 
 @dataclass
+class Sample:
+    """One look at the demo's processes: RSS per process (pid -> part, short name, bytes)."""
+    at: float
+    phase: str
+    rss: dict[int, tuple[str, str, int]]
+    shared: int = 0        # children left out: they share their parent's address space (a vfork before exec)
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, _, n in self.rss.values())
+
+    def parts(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for part, _, n in self.rss.values():
+            found[part] = found.get(part, 0) + n
+        return found
+
+
+@dataclass
 class Peaks:
-    """What the sampler saw: the total RSS peak with its parts and phase, PSS peak, per-part peaks."""
-    rss: int = 0
-    rss_parts: dict[str, int] = field(default_factory=dict)
-    rss_at: float = 0.0
-    rss_phase: str = ""
-    pss: int = 0
-    pss_supported: bool = True
+    """What the sampler saw: the sample with the most RSS, the 2-second PSS reading with the most PSS
+    (and the sample it was read with), each part's own RSS peak."""
+    top: Sample | None = None
+    pss: int | None = 0                        # None: the kernel would not tell
+    pss_top: dict[int, tuple[int, int]] = field(default_factory=dict)   # pid -> (PSS, USS) at the PSS peak
+    pss_sample: Sample | None = None
     part_peaks: dict[str, int] = field(default_factory=dict)
     samples: int = 0
+    samples_with_shared: int = 0
+    pss_reads: int = 0
     most_processes: int = 0
 
 
@@ -89,7 +116,7 @@ class Census:
         return POSTGRES if "postgres" in line.split(" ", 1)[0] else OTHER
 
     def members(self) -> dict[int, tuple[psutil.Process, str]]:
-        procs = {p.pid: p for p in psutil.process_iter(["ppid", "create_time"])}
+        procs = {p.pid: p for p in psutil.process_iter(["ppid", "create_time", "name"])}
         roots = {pid: part for pid, p in procs.items() if (part := self.part_of_root(p))}
         found: dict[int, tuple[psutil.Process, str]] = {}
         for pid, proc in procs.items():
@@ -98,31 +125,58 @@ class Census:
                 found[pid] = (proc, part)
         return found
 
-    @staticmethod
-    def ancestor_part(pid: int, procs: dict, roots: dict[int, str]) -> str | None:
-        seen = 0
-        while pid in procs and seen < 64:
-            if pid in roots:
-                return roots[pid]
-            pid, seen = procs[pid].info["ppid"], seen + 1
-        return None
+    def ancestor_part(self, pid: int, procs: dict, roots: dict[int, str]) -> str | None:
+        """The demo tree wins (its Spark JVM names the home too); else the nearest root naming the home."""
+        chain = []
+        while pid in procs and len(chain) < 64:
+            chain.append(pid)
+            pid = procs[pid].info["ppid"]
+        if self.demo_pid in chain:
+            return DEMO
+        return next((roots[p] for p in chain if p in roots), None)
 
 
-def memory_of(members: dict[int, tuple[psutil.Process, str]], with_pss: bool) -> tuple[dict[str, int], int | None]:
-    """RSS per part, and the total PSS when asked (None when the kernel will not tell)."""
-    parts: dict[str, int] = {}
-    pss: int | None = 0 if with_pss else None
-    for proc, part in members.values():
+def rss_of(members: dict[int, tuple[psutil.Process, str]], at: float, phase: str) -> Sample:
+    """RSS of every member but a child that shares its parent's address space: a JVM starts a command
+    by vfork, and until its exec the child reports the whole JVM's RSS as its own (the same pages)."""
+    rss, skipped = {}, 0
+    for pid, (proc, part) in members.items():
+        if proc.info["ppid"] in members and same_address_space(pid, proc.info["ppid"]):
+            skipped += 1
+            continue
         try:
-            rss = proc.memory_info().rss
-            if pss is not None:
-                pss += proc.memory_full_info().pss
+            rss[pid] = (part, proc.info["name"] or "?", proc.memory_info().rss)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
-        except psutil.AccessDenied:   # the PSS of another user's process needs privileges; RSS never does
-            pss = None
-        parts[part] = parts.get(part, 0) + rss
-    return parts, pss
+    return Sample(at, phase, rss, skipped)
+
+
+KCMP = {"x86_64": 312, "aarch64": 272}.get(platform.machine())
+KCMP_VM = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def same_address_space(a: int, b: int) -> bool:
+    """kcmp(2) with KCMP_VM: whether two processes share one memory map (False when it cannot tell)."""
+    return KCMP is not None and _libc.syscall(KCMP, a, b, KCMP_VM, 0, 0) == 0
+
+
+def kcmp_works() -> bool:
+    return same_address_space(os.getpid(), os.getpid())
+
+
+def pss_of(members: dict[int, tuple[psutil.Process, str]], pids) -> dict[int, tuple[int, int]] | None:
+    """(PSS, USS) of ``pids`` from /proc/<pid>/smaps_rollup; None when the kernel will not tell us."""
+    found = {}
+    for pid in pids:
+        try:
+            full = members[pid][0].memory_full_info()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, KeyError):
+            continue
+        except psutil.AccessDenied:   # another user's smaps needs privileges (RSS never does)
+            return None
+        found[pid] = (full.pss, full.uss)
+    return found
 
 
 # ---- the demo in a process of its own ------------------------------------------------------------------
@@ -144,8 +198,9 @@ class Progress:
     def _read(self, stream) -> None:
         for raw in stream:
             line = raw.rstrip()
-            if line:
+            if line.lstrip().startswith("·"):   # the demo's own progress lines, not Spark's warnings
                 self.latest = line.strip(" ·")
+            if line:
                 self.tail = (self.tail + [line])[-40:]
                 print(f"    demo| {line}", flush=True)
 
@@ -155,38 +210,47 @@ def sample_until_done(child: subprocess.Popen, census: Census, progress: Progres
     while child.poll() is None:
         due = time.monotonic() + TICK
         members = census.members()
-        parts, pss = memory_of(members, peaks.pss_supported and tick % PSS_EVERY == 0)
-        record(peaks, parts, pss, tick % PSS_EVERY == 0, time.monotonic() - began, progress.latest, len(members))
+        sample = rss_of(members, time.monotonic() - began, progress.latest)
+        record(peaks, sample, len(members))
+        if tick % PSS_EVERY == 0 and peaks.pss is not None:
+            record_pss(peaks, sample, pss_of(members, sample.rss))
         tick += 1
         time.sleep(max(0.0, due - time.monotonic()))
     return peaks
 
 
-def record(peaks: Peaks, parts: dict[str, int], pss: int | None, pss_asked: bool, at: float, phase: str,
-           processes: int) -> None:
-    total = sum(parts.values())
+def record(peaks: Peaks, sample: Sample, processes: int) -> None:
     peaks.samples += 1
+    peaks.samples_with_shared += bool(sample.shared)
     peaks.most_processes = max(peaks.most_processes, processes)
-    for part, rss in parts.items():
-        peaks.part_peaks[part] = max(peaks.part_peaks.get(part, 0), rss)
-    if total > peaks.rss:
-        peaks.rss, peaks.rss_parts, peaks.rss_at, peaks.rss_phase = total, dict(parts), at, phase
-    if pss_asked and peaks.pss_supported:
-        if pss is None:
-            peaks.pss_supported = False
-        else:
-            peaks.pss = max(peaks.pss, pss)
+    for part, n in sample.parts().items():
+        peaks.part_peaks[part] = max(peaks.part_peaks.get(part, 0), n)
+    if peaks.top is None or sample.total > peaks.top.total:
+        peaks.top = sample
+
+
+def record_pss(peaks: Peaks, sample: Sample, pss: dict[int, tuple[int, int]] | None) -> None:
+    peaks.pss_reads += 1
+    if pss is None:
+        peaks.pss = None
+    elif sum(p for p, _ in pss.values()) > peaks.pss:
+        peaks.pss, peaks.pss_top, peaks.pss_sample = sum(p for p, _ in pss.values()), pss, sample
 
 
 def run_demo(home: Path, events: int, seed: int, env: dict) -> tuple[Peaks, float, int, str, list[str]]:
-    """(peaks, wall seconds, exit code, stdout, last stderr lines) of one demo."""
-    argv = [*ledgerlane(), "--home", str(home), "demo", "--events", str(events), "--seed", str(seed), "--json"]
+    """(peaks, wall seconds, exit code, stdout, last stderr lines) of one demo, run as the README runs it."""
+    argv = [*ledgerlane(), "--home", str(home), "demo", "--events", str(events), "--seed", str(seed)]
     print(f"  · running: {' '.join(argv)}", flush=True)
     with tempfile.TemporaryFile() as out:
         began = time.monotonic()
         child = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
         progress = Progress(child.stderr)
-        peaks = sample_until_done(child, Census(child.pid, home), progress, began)
+        try:
+            peaks = sample_until_done(child, Census(child.pid, home), progress, began)
+        except BaseException:   # interrupted: the demo must not outlive us (its services are stopped by the caller)
+            child.terminate()
+            child.wait(timeout=60)
+            raise
         seconds = time.monotonic() - began
         progress.thread.join(timeout=10)
         out.seek(0)
@@ -211,27 +275,53 @@ def gib(n: int) -> str:
     return f"{n / GIB:.2f} GiB"
 
 
-def report(section: Section, peaks: Peaks, seconds: float, summary: dict) -> None:
-    verdicts = ", ".join(f"{r['run_id']} {r['verdict']} ({r['admitted']} admitted, {r['seconds']} s)"
-                         for r in summary["runs"])
-    section.add("demo: wall time (its own summary says)", f"{seconds:.1f} s ({summary['seconds']} s); runs: {verdicts}")
-    met = peaks.rss / GIB <= TARGET_GIB
-    section.add("peak memory, Spark + Kafka + PostgreSQL together (summed RSS)", gib(peaks.rss),
-                target=f"<= {TARGET_GIB:g} GiB", met=met)
-    parts = ", ".join(f"{part} {gib(n)}" for part, n in sorted(peaks.rss_parts.items(), key=lambda kv: -kv[1]))
-    section.add("at the peak", f"{parts}; {peaks.rss_at:.0f} s in, during: {peaks.rss_phase}")
+def report(section: Section, peaks: Peaks, seconds: float, printed: str) -> None:
+    runs = [line.strip() for line in printed.splitlines() if line.strip().startswith(("run ", "demo finished"))]
+    section.add("demo: wall time; what it printed", f"{seconds:.1f} s; " + "; ".join(runs))
+    top = peaks.top
+    section.add("peak memory, Spark + Kafka + PostgreSQL together (summed RSS)", gib(top.total),
+                target=f"<= {TARGET_GIB:g} GiB", met=top.total / GIB <= TARGET_GIB)
+    parts = ", ".join(f"{part} {gib(n)}" for part, n in sorted(top.parts().items(), key=lambda kv: -kv[1]))
+    section.add("at the peak", f"{parts}; {top.at:.0f} s in, during: {top.phase}")
+    section.add("at the peak, the largest processes (RSS)", biggest(top, {}))
+    if peaks.pss is None or peaks.pss_sample is None:
+        section.add("peak PSS (every page counted once), every 2 s", "not readable here")
+    else:
+        section.add("peak PSS (every page counted once), every 2 s",
+                    f"{gib(peaks.pss)} ({peaks.pss_sample.at:.0f} s in, RSS then {gib(peaks.pss_sample.total)})")
+        section.add("at the PSS peak, the largest processes: RSS (PSS, USS)", biggest(peaks.pss_sample, peaks.pss_top))
     section.add("each part's own peak (RSS)",
                 ", ".join(f"{part} {gib(n)}" for part, n in sorted(peaks.part_peaks.items(), key=lambda kv: -kv[1])))
-    section.add("peak PSS (shared pages counted once), sampled every 2 s",
-                gib(peaks.pss) if peaks.pss_supported else "not readable here")
-    section.add("samples taken (every 0.5 s); most processes at once", f"{peaks.samples}; {peaks.most_processes}")
+    section.add(f"RSS samples (every {TICK} s); PSS readings; most processes at once",
+                f"{peaks.samples}; {peaks.pss_reads}; {peaks.most_processes}")
+    section.add("samples that caught a child sharing its parent's address space (counted once)",
+                f"{peaks.samples_with_shared}" if kcmp_works() else "unknown: kcmp(2) unavailable, such a child "
+                "would be counted twice")
 
 
-def demo_env(home_arg: str | None) -> dict:
-    """Our environment, with the jar cache pinned (the demo's fresh home has none: it must not download)."""
-    cache = os.environ.get(CACHE_ENV) or str(resolve_cache(resolve_home(home_arg)))
+def biggest(sample: Sample, pss: dict[int, tuple[int, int]], count: int = 4) -> str:
+    largest = sorted(sample.rss.items(), key=lambda kv: -kv[1][2])[:count]
+    shown = []
+    for pid, (_, name, rss) in largest:
+        extra = f" ({gib(pss[pid][0])}, {gib(pss[pid][1])})" if pid in pss else ""
+        shown.append(f"{name} {pid} {gib(rss)}{extra}")
+    return ", ".join(shown)
+
+
+def jar_cache(home_arg: str | None) -> Path:
+    """$LEDGERLANE_CACHE, else the first populated of ``--home``'s cache and the README home's (``.ledgerlane/``):
+    the demo's fresh home has none, and a first demo that downloads jars would time the network."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser().resolve()
+    readme = REPO / ".ledgerlane" / "cache"
+    candidates = [resolve_cache(resolve_home(home_arg))] if home_arg else []
+    return next((c for c in [*candidates, readme] if c.is_dir() and any(c.iterdir())), readme)
+
+
+def demo_env(cache: Path) -> dict:
+    """Our environment, with the jar cache pinned and no home or fault injection leaking in."""
     env = {k: v for k, v in os.environ.items() if k not in ("LEDGERLANE_HOME", "LEDGERLANE_FAULT")}
-    return {**env, CACHE_ENV: cache, "PYTHONPATH": str(REPO)}
+    return {**env, CACHE_ENV: str(cache), "PYTHONPATH": str(REPO)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +343,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"{TICK} s.")
     home = Path(tempfile.mkdtemp(prefix="ledgerlane-bench-demo-"))
     home.chmod(0o755)   # PostgreSQL runs as its own user and must traverse the home
-    env = demo_env(args.home)
+    cache = jar_cache(args.home)
+    section.note(f"jar cache {cache} ({'populated' if cache.is_dir() and any(cache.iterdir()) else 'empty'} "
+                 "before the demo)")
+    env = demo_env(cache)
     try:
         peaks, seconds, code, out, tail = run_demo(home, args.events, args.seed, env)
     finally:
@@ -264,13 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     if code != 0:
         print("\n".join(tail), file=sys.stderr)
         raise SystemExit(f"the demo exited with code {code}")
-    report(section, peaks, seconds, json.loads(out))
+    report(section, peaks, seconds, out)
     if left:
         section.note(f"processes still naming the demo's home after `services down`: {left}")
-    section.close(started)
-    print(section.text())
-    section.save(args.json)
-    return 0
+    return section.finish(started, args.json)
 
 
 if __name__ == "__main__":
