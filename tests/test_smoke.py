@@ -7,6 +7,7 @@ import json
 from chispa import assert_df_equality
 
 from common import catalog, delta
+from helpers import isolated
 from jobs import smoke
 
 
@@ -44,8 +45,9 @@ def test_postgres_round_trip_with_psycopg(pg_params):
     assert smoke.postgres_round_trip(pg_params, hostile) == {"round_trip": True}
 
 
-def test_smoke_run_summary(spark, settings, services):
-    summary = smoke.run(spark, settings, run_id="r-smoke-test")
+def test_smoke_run_summary(spark, settings, services, tmp_path):
+    # Tables of its own: another test's smoke run in the session's home would make the version read 2, not 0.
+    summary = smoke.run(spark, isolated(settings, tmp_path, smoke.SMOKE_TOPIC), run_id="r-smoke-test")
 
     assert summary["ok"] is True
     assert summary["delta"] == {"version_read": 0, "rows_then": 2, "rows_now": 3}
