@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -41,9 +40,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
-from benchmarks.harness import Section, alternating, jvm_cpu_seconds, load_average, ratio
+from benchmarks.harness import (Section, alternating, drop_database, jvm_cpu_seconds, load_average, ratio,
+                                scratch_database)
 from common import local_services
 from common.config import Settings, load_settings
 from common.spark import build_session
@@ -98,18 +97,6 @@ def say(message: str) -> None:
 
 # ---- a lane: its own database, topic, tables, checkpoints and evidence ------------------------------
 
-def new_database(admin: dict) -> dict:
-    name = f"ll_bench_close_{secrets.token_hex(4)}"
-    with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    return {**admin, "dbname": name}
-
-
-def drop_database(admin: dict, name: str) -> None:
-    with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-
-
 def lane_settings(home: Path, root: Path, db: dict, topic: str) -> Settings:
     """The local profile with this lane's storage, topic and database (its password by environment, as always)."""
     os.environ[PASSWORD_ENV] = db["password"]
@@ -125,7 +112,7 @@ def lane_settings(home: Path, root: Path, db: dict, topic: str) -> Settings:
 def make_lane(home: Path, scratch: Path, admin: dict, label: str) -> Lane:
     root = scratch / label
     root.mkdir(parents=True)
-    db = new_database(admin)
+    db = scratch_database(admin, "ll_bench_close")
     topic = f"bench-close-{label}-{uuid.uuid4().hex[:8]}"
     return Lane(label, root, lane_settings(home, root, db, topic), db)
 
@@ -244,7 +231,7 @@ def report_parts(section: Section, one: Measured, ten: Measured) -> None:
 def cleanup(admin: dict, made: list[Lane], scratch: Path) -> None:
     for lane in made:
         try:
-            drop_database(admin, lane.db["dbname"])
+            drop_database(admin, lane.db)
         except psycopg.Error as exc:
             print(f"warning: could not drop {lane.db['dbname']}: {exc}", file=sys.stderr)
     shutil.rmtree(scratch, ignore_errors=True)

@@ -53,8 +53,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
 
-from benchmarks.harness import Section, alternating, jvm_cpu_seconds, ratio, timed
-from benchmarks.labels_bench import drop_database, scratch_database
+from benchmarks.harness import Section, alternating, drop_database, jvm_cpu_seconds, ratio, timed
+from benchmarks.labels_bench import migrated_database
 from checks import gate
 from common import delta, tables
 from common.config import Settings, load_settings
@@ -601,7 +601,7 @@ def scratch_postgres(settings: Settings) -> tuple[dict, dict]:
     """A migrated scratch database for card blocks (admin params, scratch params); its password reaches the
     lanes' configuration, and the stream subprocesses, only through the environment."""
     admin = postgres_params(settings)
-    scratch = scratch_database(admin)
+    scratch = migrated_database(admin)
     os.environ[PASSWORD_ENV] = scratch["password"]
     return admin, scratch
 

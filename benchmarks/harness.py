@@ -110,5 +110,26 @@ class Section:
         return cls(**raw)
 
 
+def scratch_database(admin: dict, prefix: str = "ll_bench") -> dict:
+    """A new, empty PostgreSQL database on the home's server (``admin``'s connection parameters)."""
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+
+    params = {**admin, "dbname": f"{prefix}_{secrets.token_hex(4)}"}
+    with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(params["dbname"])))
+    return params
+
+
+def drop_database(admin: dict, params: dict) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(params["dbname"])))
+
+
 def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else float("inf")

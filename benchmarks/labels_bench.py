@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import secrets
 import statistics
 import sys
 import tempfile
@@ -26,10 +25,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg
 from psycopg import sql
 
-from benchmarks.harness import Section, alternating
+from benchmarks.harness import Section, alternating, drop_database, scratch_database
 from human_loop import label_import, labels, migrate
 from human_loop.connection import connect
 
@@ -61,18 +59,10 @@ def timed(action: Callable[[], object]) -> float:
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 
-def scratch_database(admin: dict) -> dict:
-    name = f"ll_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    params = {**admin, "dbname": name}
+def migrated_database(admin: dict) -> dict:
+    params = scratch_database(admin)
     migrate.migrate(params)
     return params
-
-
-def drop_database(admin: dict, params: dict) -> None:
-    with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(params["dbname"])))
 
 
 def write_feed(path: Path, rows: list[tuple[int, tuple]]) -> Path:
@@ -125,7 +115,7 @@ def postgres_figures(admin: dict, rows: list[tuple[int, tuple]], samples: int, f
     times: dict[str, list[float]] = {"copy": [], "import": []}
     for round_number, order in enumerate(alternating(["copy", "import"], 3)):   # round 0 warms up
         for side in order:
-            params = scratch_database(admin)
+            params = migrated_database(admin)
             try:
                 action = copy_feed if side == "copy" else import_feed
                 seconds = timed(lambda: action(params, warm if round_number == 0 else feed_path))
@@ -133,7 +123,7 @@ def postgres_figures(admin: dict, rows: list[tuple[int, tuple]], samples: int, f
                     times[side].append(seconds)
             finally:
                 drop_database(admin, params)
-    imported = scratch_database(admin)
+    imported = migrated_database(admin)
     try:
         import_feed(imported, feed_path)
         reimport_s = timed(lambda: import_feed(imported, feed_path))
