@@ -5,7 +5,7 @@
 Each benchmark runs in its own process (its own Spark JVM) against one set of local services, started
 here in ``--home`` (default: $LEDGERLANE_HOME, else a temporary home stopped and removed at the end).
 ``--quick`` runs the smoke sizes and prints the table instead of writing docs/benchmarks.md, unless
-``--out`` is given. The full run takes about 20-25 minutes on a 2-core machine.
+``--out`` is given. The full run takes about 45 minutes on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def render(sections: list[Section], quick: bool, began: datetime, load: tuple[fl
         "ratios are measured side by side in one run, and each figure carries the load average when it was taken.",
         "",
     ]
-    return "\n".join(head) + "\n".join(section.markdown() for section in sections)
+    return "\n".join(head) + "\n" + "\n".join(section.markdown() for section in sections)
 
 
 def main(argv: list[str] | None = None) -> int:
