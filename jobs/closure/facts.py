@@ -215,51 +215,60 @@ def decision_facts(spark: SparkSession, settings: Settings, run_id: str, admitte
     decisions = tables.read_or_empty(spark, loc(settings, "decision.decisions"), schema).where(
         F.col("event_run_id") == run_id)
     per_event = decisions.groupBy("event_id").agg(F.count(F.lit(1)).alias("n"))
-    missing = admitted_ids.join(per_event, on="event_id", how="left_anti")
+    events = per_event.agg(F.count(F.lit(1)).alias("events"),
+                           F.count(F.when(F.col("n") > 1, True)).alias("twice")).first()
+    missing = admitted_ids.join(decisions.select("event_id"), on="event_id", how="left_anti")
     by_outcome = {r.outcome: r["count"] for r in decisions.groupBy("outcome").count().collect()}
     by_reason = {r.reason: r["count"] for r in decisions.select(F.explode("reasons").alias("reason"))
                  .groupBy("reason").count().collect()}
-    facts = {"rows": sum(by_outcome.values()), "events": per_event.count(),
-             "decided_twice": per_event.where(F.col("n") > 1).count(), "missing": missing.count(),
-             "missing_sample": [r.event_id for r in missing.limit(3).collect()],
-             "by_outcome": by_outcome, "by_reason": by_reason}
+    gaps = missing_with_sample(missing, "event_id")
+    facts = {"rows": sum(by_outcome.values()), "events": events["events"], "decided_twice": events["twice"],
+             "missing": gaps[0], "missing_sample": gaps[1], "by_outcome": by_outcome, "by_reason": by_reason}
     return facts, decisions.select("decision_id")
 
 
-def action_facts(spark: SparkSession, settings: Settings, decision_ids: DataFrame) -> dict:
+def missing_with_sample(missing: DataFrame, key: str, sample: int = 3) -> tuple[int, list[str]]:
+    """How many rows an anti-join left, and the first few keys: one job when nothing is missing."""
+    first = [r[key] for r in missing.select(key).limit(sample).collect()]
+    return (missing.count() if len(first) == sample else len(first)), sorted(first)
+
+
+def action_facts(spark: SparkSession, settings: Settings, decision_ids: DataFrame) -> tuple[dict, DataFrame]:
+    """The run's actions (those of its decisions): counts and ids, and the frame the later checks join."""
     schema = "action_id string, decision_id string, action_type string"
-    actions = tables.read_or_empty(spark, loc(settings, "decision.actions"), schema).join(
-        decision_ids, on="decision_id", how="left_semi").select("action_id", "action_type").collect()
-    return {"by_type": _count(a.action_type for a in actions),
-            "ids": {kind: sorted(a.action_id for a in actions if a.action_type == kind)
-                    for kind in ("open_case", "block_card")}}
+    frame = tables.read_or_empty(spark, loc(settings, "decision.actions"), schema).join(
+        decision_ids, on="decision_id", how="left_semi").select("action_id", "action_type")
+    actions = frame.collect()
+    return ({"by_type": _count(a.action_type for a in actions),
+             "ids": {kind: sorted(a.action_id for a in actions if a.action_type == kind)
+                     for kind in ("open_case", "block_card")}}, frame)
 
 
-def audit_facts(spark: SparkSession, settings: Settings, decision_ids: DataFrame, actions: dict) -> dict:
-    audit = tables.read_or_empty(spark, loc(settings, "decision.audit"), "kind string, subject_id string, "
-                                                                        "decision_id string")
-    covered = audit.join(decision_ids, on="decision_id", how="left_semi").select("kind", "subject_id").distinct()
-    subjects = {(r.kind, r.subject_id) for r in covered.collect()}
-    decided = {r.decision_id for r in decision_ids.collect()}
-    acted = {a for ids in actions["ids"].values() for a in ids}
-    return {"decisions_without_audit": sorted(d for d in decided if ("decision", d) not in subjects)[:5],
-            "decisions_missing": sum(1 for d in decided if ("decision", d) not in subjects),
-            "actions_without_audit": sorted(a for a in acted if ("action", a) not in subjects)[:5],
-            "actions_missing": sum(1 for a in acted if ("action", a) not in subjects)}
+def audit_facts(spark: SparkSession, settings: Settings, decision_ids: DataFrame, actions: DataFrame) -> dict:
+    """Decisions and actions of the run with no audit record: anti-joins in Spark, so only gaps reach the driver."""
+    audit = tables.read_or_empty(spark, loc(settings, "decision.audit"), "kind string, subject_id string")
+    audited = lambda kind: audit.where(F.col("kind") == kind).select(F.col("subject_id"))  # noqa: E731
+    decisions = missing_with_sample(decision_ids.join(audited("decision"), decision_ids["decision_id"] ==
+                                                      F.col("subject_id"), "left_anti"), "decision_id", 5)
+    acted = missing_with_sample(actions.join(audited("action"), actions["action_id"] == F.col("subject_id"),
+                                             "left_anti"), "action_id", 5)
+    return {"decisions_without_audit": decisions[1], "decisions_missing": decisions[0],
+            "actions_without_audit": acted[1], "actions_missing": acted[0]}
 
 
-def effect_facts(spark: SparkSession, settings: Settings, actions: dict) -> dict:
+def effect_facts(spark: SparkSession, settings: Settings, actions: dict, frame: DataFrame) -> dict:
     """Cases and card controls in PostgreSQL, and the action ledger, for the run's actions."""
     ledger = tables.read_or_empty(spark, loc(settings, "decision.action_ledger"), "action_id string, action_type string")
-    wanted = actions["ids"]["open_case"] + actions["ids"]["block_card"]
-    in_ledger = _count(r.action_id for r in ledger.where(F.col("action_id").isin(wanted or ["-"])).collect())
+    in_ledger = {r.action_id: r["n"] for r in ledger.join(frame.select("action_id"), on="action_id", how="left_semi")
+                 .groupBy("action_id").agg(F.count(F.lit(1)).alias("n")).collect()}
     try:
         with connect(postgres_params(settings), application_name="ledgerlane-closure") as conn:
-            cases = _count(r[0] for r in conn.execute(
-                "select action_id from human_loop.cases where action_id = any(%s)", (actions["ids"]["open_case"],)))
-            controls = _count(r[0] for r in conn.execute(
-                "select action_id from human_loop.card_controls where action_id = any(%s)",
-                (actions["ids"]["block_card"],)))
+            cases = dict(conn.execute(
+                "select action_id, count(*) from human_loop.cases where action_id = any(%s) group by action_id",
+                (actions["ids"]["open_case"],)).fetchall())
+            controls = dict(conn.execute(
+                "select action_id, count(*) from human_loop.card_controls where action_id = any(%s) "
+                "group by action_id", (actions["ids"]["block_card"],)).fetchall())
         error = None
     except LedgerlaneError as exc:
         cases, controls, error = {}, {}, str(exc)
@@ -315,7 +324,7 @@ def gather(spark: SparkSession, settings: Settings, run_id: str) -> Facts:
     since = basis["captured_at"].replace(tzinfo=timezone.utc) if basis else datetime.now(timezone.utc)
     admitted, admitted_ids = admitted_facts(spark, settings, run_id)
     decisions, decision_ids = decision_facts(spark, settings, run_id, admitted_ids)
-    actions = action_facts(spark, settings, decision_ids)
+    actions, action_frame = action_facts(spark, settings, decision_ids)
     certs, certify, files = certification_facts(spark, settings, run_id)
     migrations, migrations_error = migration_facts(settings)
     rewrites, verified = history_rewrites(spark, settings, watermarks(spark, settings))
@@ -324,7 +333,8 @@ def gather(spark: SparkSession, settings: Settings, run_id: str) -> Facts:
         ingest_receipts=ingest_receipts, streams=streams, committed=committed,
         commits=run_commits(spark, settings, run_id, since), rewrites=rewrites,
         admitted=admitted, decisions=decisions, actions=actions,
-        audit=audit_facts(spark, settings, decision_ids, actions), effects=effect_facts(spark, settings, actions),
+        audit=audit_facts(spark, settings, decision_ids, action_frame),
+        effects=effect_facts(spark, settings, actions, action_frame),
         products=status.run_statuses(spark, settings.tables_root, run_id), certifications=certs,
         certify_receipts=certify, certification_files=files, migrations=migrations, migrations_error=migrations_error,
         verified_through=verified,
