@@ -40,15 +40,6 @@ def read(spark: SparkSession, tables_root: str) -> DataFrame:
     return tables.read_or_empty(spark, catalog.location(tables_root, TABLE), SCHEMA)
 
 
-def verdicts_of(spark: SparkSession, tables_root: str, location: str) -> list[tuple[int, str]]:
-    """(version, status) of every certification of the product table at ``location`` that its result
-    file confirms. A PASS row whose result file is missing or says otherwise (a row appended by hand)
-    does not count; a FAIL counts whatever its file says (failing closed costs nothing)."""
-    rows = (read(spark, tables_root).where(F.col("location") == location)
-            .select("version", "status", "evidence_path").collect())
-    return [(r["version"], r["status"]) for r in rows if r["status"] != PASS or confirmed(spark, r, location)]
-
-
 def confirmed(spark: SparkSession, row, location: str) -> bool:
     """The certify job's result file exists and says the same verdict for the same table version."""
     path = row["evidence_path"] or ""

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from pyspark import StorageLevel
+from pyspark.util import inheritable_thread_target
 from pyspark.sql import DataFrame, SparkSession
 
 from common.config import Settings
@@ -19,6 +21,7 @@ from common.jars import connector_jars
 from common.java import assert_java
 
 HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
+T = TypeVar("T")
 
 
 def base_conf(settings: Settings) -> dict[str, str]:
@@ -106,3 +109,16 @@ def cached(frame: DataFrame) -> Iterator[DataFrame]:
         yield frame
     finally:
         frame.unpersist()
+
+
+def concurrently(spark: SparkSession, *actions: Callable[[], T]) -> list[T]:
+    """Run Spark actions side by side from threads that inherit the caller's job group and local
+    properties (so stopping a stream still cancels them); wait for every one, then return their
+    results in order or raise the first failure. For independent writes whose fixed costs (Delta log
+    reads, commit round trips) would otherwise add up one after another."""
+    if len(actions) == 1:
+        return [actions[0]()]
+    with ThreadPoolExecutor(max_workers=len(actions), thread_name_prefix="ledgerlane-concurrent") as pool:
+        futures = [pool.submit(inheritable_thread_target(spark)(action)) for action in actions]
+        wait(futures)
+    return [future.result() for future in futures]

@@ -5,7 +5,7 @@ table Spark's Delta 4.2 writes here (checkpoints included), needs no Spark, no c
 credentials beyond those boto3 already has, and is installed only where runs are submitted from
 (``pip install ledgerlane[emr]``), not in the EMR environment. The states are computed by the same
 pure function the local rerun uses (``jobs.status.status_from``), and a PASS counts only when its
-certify job's result file confirms it, as ``checks.certifications.verdicts_of`` requires locally.
+certify job's result file confirms it, as ``checks.gate.newest_confirmed_pass`` requires locally.
 """
 
 from __future__ import annotations

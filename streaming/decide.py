@@ -7,10 +7,11 @@ The source is the admitted Delta table as a stream, not the bus: every event it 
 deduplicated once, by ingest; its offsets are Delta versions, which time travel can replay exactly;
 and it costs one commit of latency (ingest's) over reading Kafka directly.
 
-Per batch, in this order, each Delta write with (txnAppId = the checkpoint's app id, txnVersion = batch id):
-decisions, actions, audit; then the block_card effects in PostgreSQL (idempotent on the action id); then
-the action ledger; then the receipt. Spark records ``commits/N`` only after all of it, so a crash
-anywhere replays the batch, and the replay writes nothing twice and blocks no card twice.
+Per batch, every Delta write with (txnAppId = the checkpoint's app id, txnVersion = batch id): decisions,
+actions and audit, side by side with the block_card effects in PostgreSQL (idempotent on the action id)
+followed by the action ledger that records them; then, last, the receipt. Spark records ``commits/N``
+only after all of it, so a crash anywhere replays the batch, and the replay writes nothing twice and
+blocks no card twice.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from checks import gate
@@ -30,7 +31,7 @@ from common.faults import crash_if_requested
 from common.identity import malformed_identity_column, placeholder_column
 from common.jobspec import Job, JobContext, stream_options
 from common.run import assert_run_id
-from common.spark import cached
+from common.spark import cached, concurrently
 from human_loop import card_controls
 from human_loop.connection import connect
 from products import product
@@ -83,12 +84,12 @@ def with_context(frame: DataFrame, context: dict) -> DataFrame:
         F.lit(context["source_end"]).alias("source_end"), versions.alias("feature_versions"))
 
 
-def bad_identity(events: DataFrame) -> DataFrame:
-    """Events whose subject keys are placeholders or malformed (ingest never admits them)."""
+def without_explicit_identity() -> Column:
+    """True for an event whose subject keys are placeholders or malformed (ingest never admits them)."""
     condition = F.lit(False)
     for field in IDENTITY_FIELDS:
         condition = condition | placeholder_column(F.col(field)) | malformed_identity_column(F.col(field))
-    return events.where(condition)
+    return condition
 
 
 def tally(rows: list, key: str) -> dict[str, int]:
@@ -103,36 +104,36 @@ class DecideBatchWriter(query.BatchFunction):
         self.paths, self.tables_root, self.run_id, self.identity = paths, tables_root, run_id, identity
         self.decision, self.pg_params = decision, pg_params
         self.receipts_path, self.app_id = paths.receipts, identity.app_id
+        self.written: list[dict] = []   # the receipts of the batches this writer completed
 
     def write(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
         ckpt.claim_batch(spark, self.identity.checkpoint, batch_id, self.run_id)
-        with cached(batch) as events:
-            assert_explicit_identity(events, batch_id)
-            features, merchants = gate.certified(spark, self.tables_root, FEATURES), gate.certified(
-                spark, self.tables_root, MERCHANTS)
-            context = self._context(spark, batch_id, {FEATURES: features.version, MERCHANTS: merchants.version})
-            decided = policy.decide(events, policy.latest_per(features.frame, "account_id"),
-                                    policy.latest_per(merchants.frame, "merchant_id"), self.decision)
-            with cached(decided) as decisions:
-                with cached(policy.actions(decisions)) as actions:
-                    self._write_rows(decisions, actions, context)
-                    blocked = self._apply_blocks(actions, context)
-                    self._write_receipt(events, decisions, actions, blocked, context)
+        features, merchants = gate.certified_all(spark, self.tables_root, [FEATURES, MERCHANTS])
+        start, end = ckpt.source_range(spark, self.identity.checkpoint, batch_id)
+        context = {"run_id": self.run_id, "app_id": self.identity.app_id, "batch_id": batch_id, "source_start": start,
+                   "source_end": end, "feature_versions": {FEATURES: features.version, MERCHANTS: merchants.version}}
+        decided = policy.decide(batch, policy.latest_per(features.frame, "account_id"),
+                                policy.latest_per(merchants.frame, "merchant_id"), self.decision)
+        with cached(decided) as decisions:
+            # One small aggregate first: it fills the cache every write reads, gives the receipt its counts
+            # and fails the batch closed, before any write, on an event without explicit identity.
+            outcomes = count_with_explicit_identity(decisions, batch_id)
+            with cached(policy.actions(decisions)) as actions:
+                # Independent idempotent writes, side by side: their Delta log reads and commits overlap.
+                *_, blocked = concurrently(
+                    spark,
+                    lambda: self._append(decisions, "decided_at", self.paths.decisions, "decision.decisions", context),
+                    lambda: self._append(actions, "created_at", self.paths.actions, "decision.actions", context),
+                    lambda: self._append(policy.audit(decisions, actions), "recorded_at", self.paths.audit,
+                                         "decision.audit", context),
+                    lambda: self._apply_blocks(actions, context))
+        self._write_receipt(spark, sum(outcomes.values()), outcomes, blocked, context)
         crash_if_requested("decide.before_commit", batch_id)
 
-    def _context(self, spark: SparkSession, batch_id: int, versions: dict[str, int]) -> dict:
-        start, end = ckpt.source_range(spark, self.identity.checkpoint, batch_id)
-        return {"run_id": self.run_id, "app_id": self.identity.app_id, "batch_id": batch_id, "source_start": start,
-                "source_end": end, "feature_versions": versions}
-
-    def _write_rows(self, decisions: DataFrame, actions: DataFrame, context: dict) -> None:
-        txn = (context["app_id"], context["batch_id"])
-        stamped = lambda frame, at: with_context(frame, context).withColumn(at, F.current_timestamp())  # noqa: E731
-        delta.append(stamped(decisions, "decided_at"), self.paths.decisions, "decision.decisions", self.run_id, txn=txn)
-        delta.append(stamped(actions, "created_at"), self.paths.actions, "decision.actions", self.run_id, txn=txn)
-        delta.append(stamped(policy.audit(decisions, actions), "recorded_at"), self.paths.audit, "decision.audit",
-                     self.run_id, txn=txn)
+    def _append(self, frame: DataFrame, stamp: str, path: str, table: str, context: dict) -> None:
+        stamped = with_context(frame, context).withColumn(stamp, F.current_timestamp())
+        delta.append(stamped, path, table, self.run_id, txn=(context["app_id"], context["batch_id"]))
 
     def _apply_blocks(self, actions: DataFrame, context: dict) -> int:
         """The external effect first (idempotent on the action id), then the ledger that records it."""
@@ -155,24 +156,33 @@ class DecideBatchWriter(query.BatchFunction):
         crash_if_requested("decide.after_ledger", context["batch_id"])
         return len(rows)
 
-    def _write_receipt(self, events: DataFrame, decisions: DataFrame, actions: DataFrame, blocked: int,
+    def _write_receipt(self, spark: SparkSession, events: int, outcomes: dict[str, int], blocked: int,
                        context: dict) -> None:
-        outcomes = decisions.groupBy("outcome").agg(F.count(F.lit(1)).alias("n")).collect()
-        kinds = actions.groupBy("action_type").agg(F.count(F.lit(1)).alias("n")).collect()
+        """The batch's last write: with it, the batch is complete (a replay finds it and computes nothing)."""
         receipt = {**{k: context[k] for k in ("run_id", "app_id", "batch_id", "source_start", "source_end",
                                              "feature_versions")},
                    "policy_version": self.decision.policy_version, "policy_digest": self.decision.digest(),
-                   "events": events.count(), "decisions_by_outcome": tally(outcomes, "outcome"),
-                   "actions_by_type": tally(kinds, "action_type"), "cards_blocked": blocked, "written_at": None}
-        frame = events.sparkSession.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn(
-            "written_at", F.current_timestamp())
+                   "events": events, "decisions_by_outcome": outcomes,
+                   "actions_by_type": policy.action_counts(outcomes), "cards_blocked": blocked, "written_at": None}
+        frame = spark.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn("written_at", F.current_timestamp())
         delta.append(frame, self.paths.receipts, "meta.decide_receipts", self.run_id,
                      txn=(context["app_id"], context["batch_id"]))
+        self.written.append(receipt)
+
+
+def count_with_explicit_identity(decisions: DataFrame, batch_id: int) -> dict[str, int]:
+    """Decisions by outcome (one per event of the batch), in one pass that also fails closed: an admitted
+    row with a placeholder or malformed subject key (written around ingest) is never decided."""
+    rows = decisions.groupBy("outcome").agg(F.count(F.lit(1)).alias("n"),
+                                            F.count(F.when(without_explicit_identity(), True)).alias("bad")).collect()
+    if any(row["bad"] for row in rows):
+        assert_explicit_identity(decisions, batch_id)
+    return tally(rows, "outcome")
 
 
 def assert_explicit_identity(events: DataFrame, batch_id: int) -> None:
     """Fail closed: an admitted row with a placeholder subject key (written around ingest) is never decided."""
-    bad = bad_identity(events).select(*IDENTITY_FIELDS).limit(3).collect()
+    bad = events.where(without_explicit_identity()).select(*IDENTITY_FIELDS).limit(3).collect()
     if bad:
         shown = "; ".join(", ".join(f"{f}={row[f]!r}" for f in IDENTITY_FIELDS) for row in bad)
         raise IdentityError(
@@ -182,16 +192,22 @@ def assert_explicit_identity(events: DataFrame, batch_id: int) -> None:
 
 # ---- running the stream ---------------------------------------------------------------------------
 
-def assert_policy_version_names_one_policy(spark: SparkSession, receipts_path: str, decision: DecisionConfig) -> None:
+def assert_policy_version_names_one_policy(receipts: list[dict], decision: DecisionConfig) -> None:
     """The same policy version with other rules would make two behaviours indistinguishable in the audit."""
-    rows = (tables.read_or_empty(spark, receipts_path, RECEIPT_SCHEMA)
-            .where(F.col("policy_version") == decision.policy_version).select("policy_digest").distinct().collect())
-    digests = {row.policy_digest for row in rows}
+    digests = {r["policy_digest"] for r in receipts if r["policy_version"] == decision.policy_version}
     if digests - {decision.digest()}:
         raise IdempotencyConflict(
             f"decision policy {decision.policy_version} was already used with other thresholds or weights "
             f"(digest {', '.join(sorted(digests))}; now {decision.digest()}): give the changed policy a new "
             "decision.policy_version")
+
+
+def prior_receipts(spark: SparkSession, receipts_path: str, run_id: str, decision: DecisionConfig) -> list[dict]:
+    """One read before the stream starts: the run's receipts so far (for its summary) and every receipt
+    of this policy version (for the digest check)."""
+    receipts = tables.read_or_empty(spark, receipts_path, RECEIPT_SCHEMA).where(
+        (F.col("run_id") == run_id) | (F.col("policy_version") == decision.policy_version))
+    return [row.asDict() for row in receipts.drop("feature_versions").collect()]
 
 
 def decide(spark: SparkSession, settings: Settings, run_id: str, *, until_caught_up: bool = True,
@@ -201,33 +217,37 @@ def decide(spark: SparkSession, settings: Settings, run_id: str, *, until_caught
     paths, decision = DecideTables.from_root(settings.tables_root), settings.decision
     if not tables.exists(spark, paths.admitted):
         raise LedgerlaneError(f"nothing to decide: {paths.admitted} does not exist yet (run ingest first)")
-    for table in (FEATURES, MERCHANTS):   # no PASS at all: stop before deciding on nothing
-        gate.certified(spark, settings.tables_root, table)
-    assert_policy_version_names_one_policy(spark, paths.receipts, decision)
+    gate.certified_all(spark, settings.tables_root, [FEATURES, MERCHANTS])   # no PASS: decide nothing, exit 7
+    prior = prior_receipts(spark, paths.receipts, run_id, decision)
+    assert_policy_version_names_one_policy(prior, decision)
     spec = query.DeltaSource("decide", paths.admitted, checkpoint_location(settings), paths.receipts, paths.apps,
                              decision.max_files_per_trigger)
     progress(f"deciding under policy {decision.policy_version}")
-    identity, seconds = query.run_over_delta(
-        spark, spec, run_id,
-        lambda identity: DecideBatchWriter(paths, settings.tables_root, run_id, identity, decision,
-                                           postgres_params(settings)),
-        until_caught_up=until_caught_up, trigger_seconds=trigger_seconds, progress=progress)
-    return summarize(spark, paths, run_id, identity.app_id, seconds)
+    writers: list[DecideBatchWriter] = []
+
+    def writer(identity: ckpt.CheckpointIdentity) -> DecideBatchWriter:
+        writers.append(DecideBatchWriter(paths, settings.tables_root, run_id, identity, decision,
+                                         postgres_params(settings)))
+        return writers[-1]
+
+    identity, seconds = query.run_over_delta(spark, spec, run_id, writer, until_caught_up=until_caught_up,
+                                             trigger_seconds=trigger_seconds, progress=progress)
+    written = [receipt for w in writers for receipt in w.written]
+    return summarize([r for r in prior if r["run_id"] == run_id] + written, run_id, identity.app_id, seconds)
 
 
-def summarize(spark: SparkSession, paths: DecideTables, run_id: str, app_id: str, seconds: float) -> dict:
-    receipts = tables.read_or_empty(spark, paths.receipts, RECEIPT_SCHEMA).where(F.col("run_id") == run_id)
-    rows = receipts.collect()
+def summarize(receipts: list[dict], run_id: str, app_id: str, seconds: float) -> dict:
+    """The run's decide receipts (those read before the stream started, and those it wrote) in one summary."""
     outcomes: dict[str, int] = {}
     actions: dict[str, int] = {}
-    for row in rows:
-        for key, value in (row.decisions_by_outcome or {}).items():
+    for receipt in receipts:
+        for key, value in (receipt["decisions_by_outcome"] or {}).items():
             outcomes[key] = outcomes.get(key, 0) + value
-        for key, value in (row.actions_by_type or {}).items():
+        for key, value in (receipt["actions_by_type"] or {}).items():
             actions[key] = actions.get(key, 0) + value
-    return {"run_id": run_id, "app_id": app_id, "batches": len(rows), "events": sum(r.events for r in rows),
+    return {"run_id": run_id, "app_id": app_id, "batches": len(receipts), "events": sum(r["events"] for r in receipts),
             "decisions_by_outcome": outcomes, "actions_by_type": actions,
-            "cards_blocked": sum(r.cards_blocked for r in rows), "seconds": round(seconds, 2)}
+            "cards_blocked": sum(r["cards_blocked"] for r in receipts), "seconds": round(seconds, 2)}
 
 
 def describe(summary: dict) -> str:

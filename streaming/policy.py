@@ -90,6 +90,11 @@ def actions(decisions: DataFrame) -> DataFrame:
                     F.array_join("reasons", ",").alias("reason"), "policy_version"))
 
 
+def action_counts(outcomes: dict[str, int]) -> dict[str, int]:
+    """Actions by type for decisions counted by outcome: ``actions`` calls for one per REVIEW or DECLINE."""
+    return {ACTION_FOR[outcome]: n for outcome, n in sorted(outcomes.items()) if outcome in ACTION_FOR and n}
+
+
 def audit(decisions: DataFrame, actions_: DataFrame) -> DataFrame:
     """One audit record per decision and per action: what was done, why, under which policy."""
     decided = decisions.select(F.lit("decision").alias("kind"), F.col("decision_id").alias("subject_id"),
