@@ -16,6 +16,9 @@ database (dropped at the end), so nothing lands in the home's own ``ledgerlane``
      feature versions (pinned before timing), appending to one Delta table with no txn ids.
    Target: decide eps ÷ plain eps >= 0.5. Each round decides a freshly prepared lane; the order of the
    two alternates between rounds; best of the rounds.
+   Next to it, what the invariants alone cost: a one-row Delta append with txn ids and one without, on
+   tables with history (Delta 4.2 rebuilds the table state for every txn write), and the best ratio
+   decide could reach if its five txn writes and four extra tables were all it paid over the plain stream.
 2. Replay: after decide committed, the checkpoint's last ``commits/N`` is deleted (its ``.N.crc`` left
    behind, as a hand deletion leaves it), so Spark re-runs batch N from its recorded offsets; decide runs
    again. Spark's own duration of the replayed batch (triggerExecution) ÷ the original batch's.
