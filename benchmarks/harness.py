@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
+
+import psycopg
+from psycopg import sql
 
 T = TypeVar("T")
 
@@ -112,11 +116,6 @@ class Section:
 
 def scratch_database(admin: dict, prefix: str = "ll_bench") -> dict:
     """A new, empty PostgreSQL database on the home's server (``admin``'s connection parameters)."""
-    import secrets
-
-    import psycopg
-    from psycopg import sql
-
     params = {**admin, "dbname": f"{prefix}_{secrets.token_hex(4)}"}
     with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(params["dbname"])))
@@ -124,9 +123,6 @@ def scratch_database(admin: dict, prefix: str = "ll_bench") -> dict:
 
 
 def drop_database(admin: dict, params: dict) -> None:
-    import psycopg
-    from psycopg import sql
-
     with psycopg.connect(**{**admin, "dbname": "postgres"}, autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(params["dbname"])))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -116,9 +116,7 @@ def concurrently(spark: SparkSession, *actions: Callable[[], T]) -> list[T]:
     properties (so stopping a stream still cancels them); wait for every one, then return their
     results in order or raise the first failure. For independent writes whose fixed costs (Delta log
     reads, commit round trips) would otherwise add up one after another."""
-    if len(actions) == 1:
-        return [actions[0]()]
     with ThreadPoolExecutor(max_workers=len(actions), thread_name_prefix="ledgerlane-concurrent") as pool:
         futures = [pool.submit(inheritable_thread_target(spark)(action)) for action in actions]
-        wait(futures)
+    # Leaving the block waited for every action; only now is a failure raised.
     return [future.result() for future in futures]

@@ -1,0 +1,46 @@
+"""``common.spark.concurrently``: what the decide batch relies on when it writes side by side. Every
+action runs to its end before a failure is raised, the failure is the action's own error (its message and
+exit code reach the user), and the threads carry the caller's job group (stopping a stream cancels them)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from common.errors import ServiceError
+from common.spark import concurrently
+
+
+def test_results_come_back_in_the_order_of_the_actions(spark):
+    assert concurrently(spark, lambda: "a", lambda: spark.range(3).count(), lambda: None) == ["a", 3, None]
+
+
+def test_a_failure_is_raised_as_itself_only_after_every_other_action_finished(spark):
+    finished = threading.Event()
+
+    def slow_write():
+        time.sleep(0.5)
+        finished.set()
+
+    def database_down():
+        raise ServiceError("PostgreSQL is not reachable")
+
+    with pytest.raises(ServiceError, match="PostgreSQL is not reachable") as raised:
+        concurrently(spark, database_down, slow_write)
+
+    assert finished.is_set(), "the other write ran to its end before the error left"
+    assert raised.value.exit_code == ServiceError.exit_code
+
+
+def test_the_threads_carry_the_callers_job_group(spark):
+    context = spark.sparkContext
+    context.setJobGroup("ledgerlane-test-group", "a stream's batch")
+    try:
+        seen = concurrently(spark, lambda: context.getLocalProperty("spark.jobGroup.id"),
+                            lambda: context.getLocalProperty("spark.jobGroup.id"))
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+        context.setLocalProperty("spark.job.description", None)
+    assert seen == ["ledgerlane-test-group", "ledgerlane-test-group"]
