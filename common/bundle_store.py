@@ -9,6 +9,7 @@ has offered since 2024 and moto enforces.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -49,16 +50,22 @@ class LocalStore:
         os.replace(partial, path)   # readers see the old file or the whole new one
 
     def create_exclusive(self, key: str, data: bytes) -> None:
+        """Like S3's conditional write: the object appears whole or not at all. The data is written and
+        synced under a private name first, then hard-linked to the key, which fails if the key exists."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(partial, 0o644)
+            os.link(partial, path)
         except FileExistsError:
             raise AlreadyExists(f"{path} already exists") from None
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        finally:
+            os.unlink(partial)
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
