@@ -33,7 +33,11 @@ def ensure_basis(spark: SparkSession, basis_path: str, run_id: str, snapshot) ->
     existing = read_basis(spark, basis_path, run_id)
     if existing is not None:
         return existing
-    snap = snapshot()
+    return record_basis(spark, basis_path, run_id, snapshot())
+
+
+def record_basis(spark: SparkSession, basis_path: str, run_id: str, snap: dict) -> dict:
+    """Record the run's basis unless it has one already; returns the one recorded (the first capture)."""
     row = {**snap, "run_id": run_id, "captured_at": datetime.now(timezone.utc)}
     frame = spark.createDataFrame([row], BASIS_SCHEMA)
     # txn keyed by run: two racing starters record one basis, never two.

@@ -18,22 +18,35 @@ class TableSpec:
     append_only: bool = False
     partition_by: tuple[str, ...] = ()
     properties: dict[str, str] = field(default_factory=dict)
+    # The columns Delta keeps min/max statistics on for data skipping; empty: Delta's default (the first
+    # 32 columns). Computing statistics on every column of a wide table is a large share of its write.
+    stats_on: tuple[str, ...] = ()
 
     @property
     def table_properties(self) -> dict[str, str]:
         props = dict(self.properties)
         if self.append_only:
             props["delta.appendOnly"] = "true"
+        if self.stats_on:
+            props["delta.dataSkippingStatsColumns"] = ",".join(self.stats_on)
         return props
+
+
+# What readers of the streams' tables filter on: a run's rows, an app's batch. Ids are random hashes
+# (no min/max can skip on them) and the rest is read whole, so statistics on them would cost a write
+# and buy no read.
+LINEAGE_STATS = ("run_id", "app_id", "batch_id")
 
 
 _SPECS = [
     TableSpec("meta.smoke", "Smoke pipeline: proves Delta writes, time travel, Kafka and PostgreSQL work"),
     # Ingest lane (streaming/ingest.py): every source offset lands in exactly one of these three.
     TableSpec("bronze.admitted_events", "Valid events, deduplicated on event_id", append_only=True,
-              partition_by=("event_date",)),
-    TableSpec("bronze.duplicate_events", "Producer-retry duplicates (same event_id, same payload)", append_only=True),
-    TableSpec("bronze.quarantine", "Rejected records with raw payload and reason code", append_only=True),
+              partition_by=("event_date",), stats_on=LINEAGE_STATS),
+    TableSpec("bronze.duplicate_events", "Producer-retry duplicates (same event_id, same payload)", append_only=True,
+              stats_on=LINEAGE_STATS),
+    TableSpec("bronze.quarantine", "Rejected records with raw payload and reason code", append_only=True,
+              stats_on=LINEAGE_STATS),
     TableSpec("meta.ingest_receipts", "One receipt per ingest batch: offset ranges and counts", append_only=True),
     TableSpec("meta.stream_apps", "Checkpoint identities of every stream and the Delta txn app ids derived from them",
               append_only=True),
@@ -46,12 +59,13 @@ _SPECS = [
     # are declared with each product (products/) and registered here by ``register``.
     # Decision lane (streaming/decide.py, streaming/cases.py): facts, never rewritten.
     TableSpec("decision.decisions", "Exactly one decision per admitted event: outcome, score, reason codes, policy",
-              append_only=True),
-    TableSpec("decision.actions", "What each REVIEW (open_case) or DECLINE (block_card) calls for", append_only=True),
+              append_only=True, stats_on=LINEAGE_STATS),
+    TableSpec("decision.actions", "What each REVIEW (open_case) or DECLINE (block_card) calls for", append_only=True,
+              stats_on=LINEAGE_STATS),
     TableSpec("decision.audit", "One record per decision and per action: run, batch, source range, feature versions",
-              append_only=True),
+              append_only=True, stats_on=LINEAGE_STATS),
     TableSpec("decision.action_ledger", "Every external effect of an action, by action id, once it took effect",
-              append_only=True),
+              append_only=True, stats_on=LINEAGE_STATS),
     TableSpec("meta.decide_receipts", "One receipt per decide batch: events, outcomes, actions, card blocks",
               append_only=True),
     TableSpec("meta.case_receipts", "One receipt per case-worker batch: actions seen, cases opened", append_only=True),

@@ -71,7 +71,10 @@ def history(spark: SparkSession, path: str) -> DataFrame:
 
 
 def latest_version(spark: SparkSession, path: str) -> int:
-    return int(history(spark, path).selectExpr("max(version) as v").first()["v"])
+    """The table's newest version, from its newest commit alone (not the whole history)."""
+    from delta.tables import DeltaTable
+
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()["version"])
 
 
 LOG_FILE = re.compile(r"^(\d{20})\.json$")

@@ -14,6 +14,10 @@ from common.secrets import librdkafka_security
 
 ADMIN_TIMEOUT_S = 15
 PROGRESS_EVERY = 1000
+# librdkafka's send queue holds up to 100,000 records or 1 GiB by default: against a slow broker a
+# long send would fill it, and the sender's memory would grow towards that. Bounded, a full queue makes
+# the sender wait for acknowledgements (``_hand_over``).
+SEND_QUEUE = {"queue.buffering.max.messages": 20_000, "queue.buffering.max.kbytes": 8 * 1024}
 # librdkafka's own log ("%4|…|rdkafka#producer…": reconnects, metadata refreshes) is for --verbose only;
 # what matters (a record not acknowledged, a broker not reached) reaches the caller as an error.
 LIBRDKAFKA_LOG = logging.getLogger("ledgerlane.librdkafka")
@@ -59,7 +63,7 @@ def produce(
 
     ``progress``, if given, is called every PROGRESS_EVERY records with the running count handed over.
     """
-    producer = Producer(client_config(bootstrap, **{"enable.idempotence": True, "linger.ms": 5}))
+    producer = Producer(client_config(bootstrap, **{"enable.idempotence": True, "linger.ms": 5, **SEND_QUEUE}))
     failures: list[str] = []
 
     def on_delivery(err, _msg) -> None:

@@ -116,7 +116,7 @@ def concurrently(spark: SparkSession, *actions: Callable[[], T]) -> list[T]:
     properties (so stopping a stream still cancels them); wait for every one, then return their
     results in order or raise the first failure. For independent writes whose fixed costs (Delta log
     reads, commit round trips) would otherwise add up one after another."""
-    with ThreadPoolExecutor(max_workers=len(actions), thread_name_prefix="ledgerlane-concurrent") as pool:
+    with ThreadPoolExecutor(max_workers=max(1, len(actions)), thread_name_prefix="ledgerlane-concurrent") as pool:
         futures = [pool.submit(inheritable_thread_target(spark)(action)) for action in actions]
     # Leaving the block waited for every action; only now is a failure raised.
     return [future.result() for future in futures]

@@ -100,16 +100,17 @@ def tally(rows: list, key: str) -> dict[str, int]:
 
 class DecideBatchWriter(query.BatchFunction):
     def __init__(self, paths: DecideTables, tables_root: str, run_id: str, identity: ckpt.CheckpointIdentity,
-                 decision: DecisionConfig, pg_params: dict):
+                 decision: DecisionConfig, pg_params: dict, certified: list[gate.CertifiedProduct] | None = None):
         self.paths, self.tables_root, self.run_id, self.identity = paths, tables_root, run_id, identity
         self.decision, self.pg_params = decision, pg_params
         self.receipts_path, self.app_id = paths.receipts, identity.app_id
         self.written: list[dict] = []   # the receipts of the batches this writer completed
+        self.certified = certified      # the gate's answer read just before the first batch, if any
 
     def write(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
         ckpt.claim_batch(spark, self.identity.checkpoint, batch_id, self.run_id)
-        features, merchants = gate.certified_all(spark, self.tables_root, [FEATURES, MERCHANTS])
+        features, merchants = self._certified_features(spark)
         start, end = ckpt.source_range(spark, self.identity.checkpoint, batch_id)
         context = {"run_id": self.run_id, "app_id": self.identity.app_id, "batch_id": batch_id, "source_start": start,
                    "source_end": end, "feature_versions": {FEATURES: features.version, MERCHANTS: merchants.version}}
@@ -130,6 +131,13 @@ class DecideBatchWriter(query.BatchFunction):
                     lambda: self._apply_blocks(actions, context))
         self._write_receipt(spark, sum(outcomes.values()), outcomes, blocked, context)
         crash_if_requested("decide.before_commit", batch_id)
+
+    def _certified_features(self, spark: SparkSession) -> list[gate.CertifiedProduct]:
+        """Through the read gate, for every batch; the first uses the answer read as the run started."""
+        if self.certified is not None:
+            found, self.certified = self.certified, None
+            return found
+        return gate.certified_all(spark, self.tables_root, [FEATURES, MERCHANTS])
 
     def _append(self, frame: DataFrame, stamp: str, path: str, table: str, context: dict) -> None:
         stamped = with_context(frame, context).withColumn(stamp, F.current_timestamp())
@@ -217,8 +225,10 @@ def decide(spark: SparkSession, settings: Settings, run_id: str, *, until_caught
     paths, decision = DecideTables.from_root(settings.tables_root), settings.decision
     if not tables.exists(spark, paths.admitted):
         raise LedgerlaneError(f"nothing to decide: {paths.admitted} does not exist yet (run ingest first)")
-    gate.certified_all(spark, settings.tables_root, [FEATURES, MERCHANTS])   # no PASS: decide nothing, exit 7
-    prior = prior_receipts(spark, paths.receipts, run_id, decision)
+    # No PASS: decide nothing, exit 7. Read side by side with the receipts so far.
+    certified, prior = concurrently(spark,
+                                    lambda: gate.certified_all(spark, settings.tables_root, [FEATURES, MERCHANTS]),
+                                    lambda: prior_receipts(spark, paths.receipts, run_id, decision))
     assert_policy_version_names_one_policy(prior, decision)
     spec = query.DeltaSource("decide", paths.admitted, checkpoint_location(settings), paths.receipts, paths.apps,
                              decision.max_files_per_trigger)
@@ -226,8 +236,10 @@ def decide(spark: SparkSession, settings: Settings, run_id: str, *, until_caught
     writers: list[DecideBatchWriter] = []
 
     def writer(identity: ckpt.CheckpointIdentity) -> DecideBatchWriter:
+        # Until caught up, the first batch starts at once and may use the gate's answer read above; a
+        # continuous stream's first batch may come hours later, and asks the gate itself.
         writers.append(DecideBatchWriter(paths, settings.tables_root, run_id, identity, decision,
-                                         postgres_params(settings)))
+                                         postgres_params(settings), certified if until_caught_up else None))
         return writers[-1]
 
     identity, seconds = query.run_over_delta(spark, spec, run_id, writer, until_caught_up=until_caught_up,

@@ -29,7 +29,7 @@ from common.events import ALL_FIELDS
 from common.faults import crash_if_requested
 from common.run import assert_run_id
 from common.secrets import spark_kafka_security
-from common.spark import cached
+from common.spark import cached, concurrently
 from streaming import checkpoint as ckpt
 from streaming import epochs, query
 from streaming.dedup import ADMITTED, DUPLICATE, QUARANTINED, classify
@@ -96,7 +96,8 @@ def quarantine_rows(classified: DataFrame) -> DataFrame:
     """The raw bytes stay in ``value`` (binary); ``payload`` is a safe text rendering of them: valid
     UTF-8 as is, any invalid byte sequence replaced by U+FFFD, so every string reader can decode it."""
     return classified.where(F.col("outcome") == QUARANTINED).select(
-        *SOURCE, F.make_valid_utf8("key").alias("key"), "value", F.make_valid_utf8("payload").alias("payload"),
+        *SOURCE, F.make_valid_utf8("key").alias("key"), "value",
+        F.make_valid_utf8(F.col("value").cast("string")).alias("payload"),
         "payload_sha256", "event_id", "account_id", "reason", "reasons",
         *LINEAGE, F.current_timestamp().alias("quarantined_at"))
 
@@ -134,9 +135,7 @@ def build_receipt(counts: list[dict], run_id: str, app_id: str, batch_id: int, s
 
 def keep_payload_of_quarantined(classified: DataFrame) -> DataFrame:
     """Only quarantine rows store the raw bytes; dropping them elsewhere keeps the cached batch small."""
-    quarantined = F.col("outcome") == QUARANTINED
-    return (classified.withColumn("value", F.when(quarantined, F.col("value")))
-                      .withColumn("payload", F.when(quarantined, F.col("payload"))))
+    return classified.withColumn("value", F.when(F.col("outcome") == QUARANTINED, F.col("value")))
 
 
 # ---- the history a batch is deduplicated against -------------------------------------------------
@@ -169,17 +168,25 @@ class IngestBatchWriter(query.BatchFunction):
 
     def write(self, batch: DataFrame, batch_id: int) -> None:
         ckpt.claim_batch(batch.sparkSession, self.checkpoint, batch_id, self.run_id)
-        # The batch is read and parsed once: validated rows are cached, the history dates come from
-        # that cache, and the classified rows are cached in turn for the receipt and the writes.
-        with cached(self.validate(batch)) as validated:
+        # The batch is read and parsed once: validated rows are cached (without the payload text, which
+        # the quarantine renders again from the raw bytes), the history dates come from that cache, and
+        # the classified rows are cached in turn for the receipt and the writes.
+        with cached(self.validate(batch).drop("payload")) as validated:
             history = self._history(validated, batch_id)
             with cached(keep_payload_of_quarantined(classify(validated, history))) as classified:
                 self._write(classified, batch_id)
 
     def _history(self, validated: DataFrame, batch_id: int) -> DataFrame:
-        """Admitted events on the batch's event dates (±1 day), minus this very batch if it is a replay."""
+        """Admitted events on the batch's event dates (±1 day), minus this very batch if it is a replay,
+        as of the table's version now: pinned, the history does not change under the batch's own writes
+        (and Spark keeps the cached classification when the batch appends to the admitted table)."""
         window = history_window([r.d for r in event_dates(validated).collect()])
-        admitted = tables.read_or_empty(validated.sparkSession, self.paths.admitted, HISTORY_SCHEMA)
+        spark = validated.sparkSession
+        if tables.exists(spark, self.paths.admitted):
+            version = delta.latest_version(spark, self.paths.admitted)
+            admitted = spark.read.format("delta").option("versionAsOf", version).load(self.paths.admitted)
+        else:
+            admitted = tables.read_or_empty(spark, self.paths.admitted, HISTORY_SCHEMA)
         return history_slice(admitted, window, self.app_id, batch_id)
 
     def _write(self, classified: DataFrame, batch_id: int) -> None:
@@ -188,18 +195,24 @@ class IngestBatchWriter(query.BatchFunction):
         counts = [row.asDict() for row in outcome_counts(classified).collect()]
         outcomes = {row["outcome"] for row in counts}
         rows = with_lineage(classified, self.run_id, self.app_id, batch_id)
+
+        def write(shape: Callable[[DataFrame], DataFrame], path: str, table: str,
+                  crash_point: str) -> Callable[[], None]:
+            def append() -> None:
+                delta.append(shape(rows), path, table, self.run_id, txn=txn)
+                crash_if_requested(crash_point, batch_id)
+            return append
+
         # A table gets a commit only when the batch has rows for it (a replay decides the same, so it
-        # skips the same). Admitted rows are the last rows written: a Delta write makes Spark drop every
-        # cached plan that reads the table, and the classified rows read the admitted history. A write
-        # after that one would validate and classify the whole batch again.
-        if QUARANTINED in outcomes:
-            delta.append(quarantine_rows(rows), self.paths.quarantine, "bronze.quarantine", self.run_id, txn=txn)
-            crash_if_requested("ingest.after_quarantine", batch_id)
-        if DUPLICATE in outcomes:
-            delta.append(duplicate_rows(rows), self.paths.duplicates, "bronze.duplicate_events", self.run_id, txn=txn)
-        if ADMITTED in outcomes:
-            delta.append(admitted_rows(rows), self.paths.admitted, "bronze.admitted_events", self.run_id, txn=txn)
-        crash_if_requested("ingest.after_admitted", batch_id)
+        # skips the same). The three are independent idempotent writes, side by side: the classified
+        # rows read a pinned version of the admitted history, so the admitted write leaves their cache be.
+        writes = {QUARANTINED: write(quarantine_rows, self.paths.quarantine, "bronze.quarantine",
+                                     "ingest.after_quarantine"),
+                  DUPLICATE: write(duplicate_rows, self.paths.duplicates, "bronze.duplicate_events",
+                                   "ingest.after_duplicates"),
+                  ADMITTED: write(admitted_rows, self.paths.admitted, "bronze.admitted_events",
+                                  "ingest.after_admitted")}
+        concurrently(classified.sparkSession, *[append for outcome, append in writes.items() if outcome in outcomes])
         receipt = build_receipt(counts, self.run_id, self.app_id, batch_id, self.source)
         frame = classified.sparkSession.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn(
             "written_at", F.current_timestamp())
@@ -345,7 +358,7 @@ def prepare(spark: SparkSession, settings: Settings, run_id: str, snapshot: dict
     ckpt.assert_pending_batch_is_ours(spark, checkpoint, run_id)
     assert_nothing_lost(spark, checkpoint, snapshot)
     progress(f"recording run basis of topic {snapshot['topic']}")
-    basis = existing or run_basis.ensure_basis(spark, paths.basis, run_id, lambda: snapshot)
+    basis = existing or run_basis.record_basis(spark, paths.basis, run_id, snapshot)
     return basis, epoch, identity
 
 
@@ -370,9 +383,12 @@ def ingest(spark: SparkSession, settings: Settings, run_id: str, *, until_caught
                   trigger_seconds=trigger_seconds)
         seconds = time.monotonic() - started
         committed_batch, committed = ckpt.committed_offsets(spark, identity.checkpoint, snapshot["topic"])
-        proof = run_basis.record_caught_up(spark, paths.caught_up, run_id, identity.app_id, basis, committed_batch,
-                                           committed)
-    totals = run_totals(spark, paths.receipts, run_id)
+        # The proof is written and the run's receipts are summed side by side (neither reads the other).
+        proof, totals = concurrently(
+            spark,
+            lambda: run_basis.record_caught_up(spark, paths.caught_up, run_id, identity.app_id, basis,
+                                               committed_batch, committed),
+            lambda: run_totals(spark, paths.receipts, run_id))
     summary = {"run_id": run_id, "app_id": identity.app_id, "topic": snapshot["topic"], "epoch": epoch["epoch"],
                **totals, "seconds": round(seconds, 2),
                "events_per_s": round(totals["received"] / seconds, 1) if seconds else None,

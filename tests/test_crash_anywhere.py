@@ -35,7 +35,7 @@ RUN = "r-crash-1"
 PRODUCTS = ("transactions_view", "account_features", "merchant_risk")
 # Every place a run can die between a durable write and what makes it count, in pipeline order.
 STREAM_POINTS = [f"{point}@{batch}" for batch in (0, 1, 2) for point in (
-    "ingest.after_quarantine", "ingest.after_admitted", "ingest.before_commit")] + [
+    "ingest.after_quarantine", "ingest.after_duplicates", "ingest.after_admitted", "ingest.before_commit")] + [
     f"{point}@{batch}" for batch in (0, 1) for point in (
         "decide.after_effects", "decide.after_ledger", "decide.before_commit", "cases.after_db",
         "cases.before_commit")]

@@ -101,6 +101,23 @@ def test_ids_are_derived_and_every_decision_and_action_is_audited(spark):
     assert {r.kind for r in audit.collect()} == {"decision", "action"}
 
 
+def test_only_the_first_batch_may_use_the_gate_answer_read_as_the_run_started(monkeypatch):
+    """A run until caught up hands the gate's answer to its first batch (read just before it); every
+    later batch, and any batch without that answer, reads the gate itself."""
+    from streaming import decide
+
+    asked = []
+    monkeypatch.setattr(decide.gate, "certified_all", lambda spark, root, tables: asked.append(tables) or ["read"])
+    identity = SimpleNamespace(app_id="decide-x", checkpoint="/nowhere")
+    paths = decide.DecideTables.from_root("/nowhere")
+    writer = decide.DecideBatchWriter(paths, "/nowhere", "r-1", identity, DecisionConfig(), {}, ["at start"])
+
+    assert [writer._certified_features(None) for _ in range(3)] == [["at start"], ["read"], ["read"]]
+    assert len(asked) == 2
+    fresh = decide.DecideBatchWriter(paths, "/nowhere", "r-1", identity, DecisionConfig(), {})
+    assert fresh._certified_features(None) == ["read"] and len(asked) == 3
+
+
 def test_one_policy_version_with_other_rules_is_refused_by_the_model_check():
     with pytest.raises(ValueError, match="review_score .* must be below decline_score"):
         DecisionConfig.model_validate({"review_score": 0.8, "decline_score": 0.5})

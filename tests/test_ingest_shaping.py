@@ -65,14 +65,14 @@ def test_history_dates_are_the_utc_dates_of_the_valid_events_only(spark):
 
 def test_only_quarantined_rows_keep_their_raw_payload(spark):
     classified = spark.createDataFrame([
-        ("evt-1", "admitted", b"a", "a"), ("evt-2", "duplicate", b"b", "b"), ("evt-3", "quarantined", b"c", "c"),
-    ], "event_id string, outcome string, value binary, payload string")
+        ("evt-1", "admitted", b"a"), ("evt-2", "duplicate", b"b"), ("evt-3", "quarantined", b"c"),
+    ], "event_id string, outcome string, value binary")
 
     actual = lane.keep_payload_of_quarantined(classified)
 
     expected = spark.createDataFrame([
-        ("evt-1", "admitted", None, None), ("evt-2", "duplicate", None, None), ("evt-3", "quarantined", b"c", "c"),
-    ], "event_id string, outcome string, value binary, payload string")
+        ("evt-1", "admitted", None), ("evt-2", "duplicate", None), ("evt-3", "quarantined", b"c"),
+    ], "event_id string, outcome string, value binary")
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -91,13 +91,37 @@ def batch_writes(spark, monkeypatch, tmp_path, rows: list[tuple]) -> list[tuple]
 
 
 def test_a_batch_writes_quarantine_duplicates_admitted_then_its_receipt_all_idempotent(spark, monkeypatch, tmp_path):
-    """Admitted rows must be the last rows written: writing that table drops the cached classification."""
+    """The three outcome tables side by side, in any order; the receipt always last (it completes the batch)."""
     valid = record(0, "2026-11-01T10:00:00Z")
     retry = ("t", 0, 1, *valid[3:])
     written = batch_writes(spark, monkeypatch, tmp_path, [valid, retry, ("t", 0, 2, BROKER_TIME, b"k", b"not json")])
 
-    tables = ["bronze.quarantine", "bronze.duplicate_events", "bronze.admitted_events", "meta.ingest_receipts"]
-    assert written == [(table, ("app-1", 7)) for table in tables]
+    outcomes = {"bronze.quarantine", "bronze.duplicate_events", "bronze.admitted_events"}
+    assert sorted(written[:3]) == sorted((table, ("app-1", 7)) for table in outcomes)
+    assert written[3:] == [("meta.ingest_receipts", ("app-1", 7))]
+
+
+def test_the_history_is_pinned_so_the_admitted_write_keeps_the_cached_classification(spark, tmp_path):
+    """Written side by side, the outcome tables must not make Spark classify the batch again: a Delta
+    append drops every cached plan that reads the table at its latest version, and the classification
+    reads the admitted history. Read at a pinned version, it stays cached."""
+    paths = lane.IngestTables.from_root(str(tmp_path))
+    writer(tmp_path)(spark.createDataFrame([record(0, "2026-11-01T10:00:00Z", event_id="evt-old")], RAW), 0)
+    validated = Validator()(spark.createDataFrame([record(1, "2026-11-01T11:00:00Z", event_id="evt-new")], RAW))
+
+    def cached_classifications() -> int:   # the one cached query plan (Delta caches its own log states)
+        return sum(1 for info in spark.sparkContext._jsc.sc().getRDDStorageInfo()
+                   if not info.name().startswith("Delta Table State") and info.numCachedPartitions() > 0)
+
+    classified = lane.classify(validated, writer(tmp_path)._history(validated, 1)).persist()
+    try:
+        classified.count()
+        assert cached_classifications() == 1
+        writer(tmp_path)(spark.createDataFrame([record(2, "2026-11-01T12:00:00Z", event_id="evt-other")], RAW), 2)
+        assert spark.read.format("delta").load(paths.admitted).count() == 2
+        assert cached_classifications() == 1, "appending to the admitted table dropped the cached classification"
+    finally:
+        classified.unpersist()
 
 
 def test_a_batch_without_rows_for_a_table_makes_no_commit_there_but_always_a_receipt(spark, monkeypatch, tmp_path):

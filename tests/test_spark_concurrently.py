@@ -44,3 +44,8 @@ def test_the_threads_carry_the_callers_job_group(spark):
         context.setLocalProperty("spark.jobGroup.id", None)
         context.setLocalProperty("spark.job.description", None)
     assert seen == ["ledgerlane-test-group", "ledgerlane-test-group"]
+
+
+def test_no_actions_is_no_work(spark):
+    """A batch with rows for none of its tables writes none of them."""
+    assert concurrently(spark) == []
