@@ -33,6 +33,9 @@ PREFERRED_CONTROLLER_PORT = 59093
 POM = Path(__file__).with_name("kafka-broker.pom.xml")
 FORMAT_MARKER = ".format-incomplete"
 READY_TIMEOUT_S = 90.0
+# The ports are checked free when chosen and bound seconds later, when the JVM is up; in between another
+# process can take one (an outgoing connection's ephemeral port, another home's broker starting).
+BIND_ATTEMPTS = 3
 HEAP = "-Xmx512m"
 
 # librdkafka reports every refused connection while the broker boots; probes judge health themselves.
@@ -237,6 +240,12 @@ class Launch:
 
     pid: int
     started: float
+    log_size: int = 0   # bytes in the broker's log when it was started: what it writes comes after
+
+
+def _log_size(home: Path) -> int:
+    path = log_path(home)
+    return path.stat().st_size if path.exists() else 0
 
 
 def _marker(home: Path) -> str:
@@ -262,10 +271,11 @@ def launch(home: Path, cache: Path, progress: Progress) -> Launch:
     _write_config(home, state)
     _ensure_formatted(home, java, lib, state, progress)
     progress(f"kafka: starting broker on {LOCALHOST}:{state['port']} (cluster {state['cluster_id']})")
+    log_size = _log_size(home)
     argv = [*_java_argv(java, lib, home, "kafka.Kafka"), str(_properties_path(home))]
     pid = base.spawn_detached(argv, _dir(home) / "stdout.log", cwd=_dir(home))
     base.write_pid(home, NAME, pid)
-    return Launch(pid=pid, started=time.monotonic())
+    return Launch(pid=pid, started=time.monotonic(), log_size=log_size)
 
 
 def wait_ready(home: Path, launched: Launch, progress: Progress, timeout: float = READY_TIMEOUT_S) -> ServiceStatus:
@@ -277,7 +287,8 @@ def wait_ready(home: Path, launched: Launch, progress: Progress, timeout: float 
     while not current.healthy:
         if not base.is_alive(launched.pid):
             base.pid_path(home, NAME).unlink(missing_ok=True)
-            raise ServiceError(f"Kafka broker (pid {launched.pid}) exited during startup: {_logs_hint(home)}")
+            error = PortTaken if _lost_its_port(home, launched) else ServiceError
+            raise error(f"Kafka broker (pid {launched.pid}) exited during startup: {_logs_hint(home)}")
         if time.monotonic() >= deadline:
             raise ServiceError(
                 f"Kafka broker (pid {launched.pid}) not ready after {timeout:.0f}s ({current.detail}); "
@@ -286,6 +297,33 @@ def wait_ready(home: Path, launched: Launch, progress: Progress, timeout: float 
         time.sleep(0.5)
         current = status(home)
     return current
+
+
+class PortTaken(ServiceError):
+    """The broker died because a port chosen free was taken before it could bind it."""
+
+
+def _lost_its_port(home: Path, launched: Launch) -> bool:
+    """Whether this start's part of the log says a listener could not bind (read at most 1 MiB of it)."""
+    path = log_path(home)
+    if not path.exists():
+        return False
+    with path.open("rb") as log:
+        log.seek(launched.log_size if path.stat().st_size >= launched.log_size else 0)
+        return b"Address already in use" in log.read(1 << 20)
+
+
+def ready_or_relaunched(home: Path, cache: Path, launched: Launch, progress: Progress) -> ServiceStatus:
+    """``wait_ready``; a broker whose port was taken before it bound is started again on new ports."""
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        try:
+            return wait_ready(home, launched, progress)
+        except PortTaken:
+            if attempt == BIND_ATTEMPTS:
+                raise
+            progress("kafka: a port was taken between choosing it and binding it; starting on new ports")
+            launched = launch(home, cache, progress)
+    raise AssertionError("unreachable")
 
 
 def _logs_hint(home: Path) -> str:
@@ -301,7 +339,7 @@ def _logs_hint(home: Path) -> str:
 
 def start(home: Path, cache: Path, progress: Progress) -> ServiceStatus:
     """Launch and wait until ready; a healthy running broker is returned as is."""
-    return wait_ready(home, launch(home, cache, progress), progress)
+    return ready_or_relaunched(home, cache, launch(home, cache, progress), progress)
 
 
 def stop(home: Path, progress: Progress) -> str:

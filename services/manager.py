@@ -25,7 +25,7 @@ def up(home: Path, cache: Path, *, progress: Callable[[str], None] | None = None
         # The broker's JVM boots while PostgreSQL initialises and starts; then wait for both.
         launched = kafka.launch(home, cache, report)
         pg_status = postgres.start(home, report)
-        kafka_status = kafka.wait_ready(home, launched, report)
+        kafka_status = kafka.ready_or_relaunched(home, cache, launched, report)
     return {"postgres": pg_status, "kafka": kafka_status}
 
 

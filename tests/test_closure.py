@@ -198,8 +198,9 @@ def test_a_restore_of_an_append_only_table_is_read_from_its_log(spark, closed, t
         "tables_root": str(tmp_path / "tables")})})
     path = catalog.location(settings.tables_root, "decision.audit")
     for n in range(2):
-        delta.append(spark.createDataFrame([(f"aud-{n}", "decision")], "audit_id string, kind string"), path,
-                     "decision.audit", RUN)
+        row = [(f"aud-{n}", "decision", RUN, "decide-x", n)]
+        delta.append(spark.createDataFrame(row, "audit_id string, kind string, run_id string, app_id string, "
+                                                "batch_id long"), path, "decision.audit", RUN)
     DeltaTable.forPath(spark, path).restoreToVersion(0)   # Delta allows it: only the log can tell
 
     found, read_through = gathering.history_rewrites(spark, settings)

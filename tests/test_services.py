@@ -278,3 +278,34 @@ def test_home_the_postgres_user_cannot_traverse_is_named():
         assert processes_mentioning(home) == []
     finally:
         shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_port_taken_after_it_was_chosen_makes_the_broker_start_again_on_new_ports(home, monkeypatch):
+    """Between choosing a free port and the broker's JVM binding it, another process can take it (an
+    outgoing connection's ephemeral port, another home's broker); up must not fail for that."""
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind((base.LOCALHOST, 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    chosen = kafka._state_with_ports
+    calls = []
+
+    def first_choice_is_taken(where: Path) -> dict:
+        state = chosen(where)
+        calls.append(state["port"])
+        if len(calls) == 1:   # the check said free; by the time the broker binds, it is not
+            state = {**state, "port": taken}
+            base.write_state(where, kafka.NAME, state)
+        return state
+
+    monkeypatch.setattr(kafka, "_state_with_ports", first_choice_is_taken)
+    messages: list[str] = []
+    try:
+        started = manager.up(home, CACHE, progress=messages.append)
+    finally:
+        holder.close()
+
+    assert started["kafka"].healthy and started["kafka"].port != taken
+    assert len(calls) == 2 and any("starting on new ports" in m for m in messages), messages
