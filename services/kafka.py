@@ -315,15 +315,13 @@ def _lost_its_port(home: Path, launched: Launch) -> bool:
 
 def ready_or_relaunched(home: Path, cache: Path, launched: Launch, progress: Progress) -> ServiceStatus:
     """``wait_ready``; a broker whose port was taken before it bound is started again on new ports."""
-    for attempt in range(1, BIND_ATTEMPTS + 1):
+    for _ in range(BIND_ATTEMPTS - 1):
         try:
             return wait_ready(home, launched, progress)
         except PortTaken:
-            if attempt == BIND_ATTEMPTS:
-                raise
             progress("kafka: a port was taken between choosing it and binding it; starting on new ports")
             launched = launch(home, cache, progress)
-    raise AssertionError("unreachable")
+    return wait_ready(home, launched, progress)
 
 
 def _logs_hint(home: Path) -> str:

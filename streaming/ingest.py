@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from datetime import date, timedelta
 from typing import Callable
 
@@ -133,6 +134,12 @@ def build_receipt(counts: list[dict], run_id: str, app_id: str, batch_id: int, s
     }
 
 
+# outcome -> the rows it writes, and the ``IngestTables`` field and catalog name of their table
+OUTCOME_TABLES = {QUARANTINED: (quarantine_rows, "quarantine", "bronze.quarantine"),
+                  DUPLICATE: (duplicate_rows, "duplicates", "bronze.duplicate_events"),
+                  ADMITTED: (admitted_rows, "admitted", "bronze.admitted_events")}
+
+
 def keep_payload_of_quarantined(classified: DataFrame) -> DataFrame:
     """Only quarantine rows store the raw bytes; dropping them elsewhere keeps the cached batch small."""
     return classified.withColumn("value", F.when(F.col("outcome") == QUARANTINED, F.col("value")))
@@ -195,29 +202,21 @@ class IngestBatchWriter(query.BatchFunction):
         counts = [row.asDict() for row in outcome_counts(classified).collect()]
         outcomes = {row["outcome"] for row in counts}
         rows = with_lineage(classified, self.run_id, self.app_id, batch_id)
-
-        def write(shape: Callable[[DataFrame], DataFrame], path: str, table: str,
-                  crash_point: str) -> Callable[[], None]:
-            def append() -> None:
-                delta.append(shape(rows), path, table, self.run_id, txn=txn)
-                crash_if_requested(crash_point, batch_id)
-            return append
-
         # A table gets a commit only when the batch has rows for it (a replay decides the same, so it
         # skips the same). The three are independent idempotent writes, side by side: the classified
         # rows read a pinned version of the admitted history, so the admitted write leaves their cache be.
-        writes = {QUARANTINED: write(quarantine_rows, self.paths.quarantine, "bronze.quarantine",
-                                     "ingest.after_quarantine"),
-                  DUPLICATE: write(duplicate_rows, self.paths.duplicates, "bronze.duplicate_events",
-                                   "ingest.after_duplicates"),
-                  ADMITTED: write(admitted_rows, self.paths.admitted, "bronze.admitted_events",
-                                  "ingest.after_admitted")}
-        concurrently(classified.sparkSession, *[append for outcome, append in writes.items() if outcome in outcomes])
+        concurrently(classified.sparkSession, *[
+            partial(self._append_outcome, shape(rows), field, table, batch_id)
+            for outcome, (shape, field, table) in OUTCOME_TABLES.items() if outcome in outcomes])
         receipt = build_receipt(counts, self.run_id, self.app_id, batch_id, self.source)
         frame = classified.sparkSession.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn(
             "written_at", F.current_timestamp())
         delta.append(frame, self.paths.receipts, "meta.ingest_receipts", self.run_id, txn=txn)
         crash_if_requested("ingest.before_commit", batch_id)
+
+    def _append_outcome(self, frame: DataFrame, field: str, table: str, batch_id: int) -> None:
+        delta.append(frame, getattr(self.paths, field), table, self.run_id, txn=(self.app_id, batch_id))
+        crash_if_requested(f"ingest.after_{field}", batch_id)
 
 
 # ---- consumer-group publishing --------------------------------------------------------------------

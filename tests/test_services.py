@@ -284,11 +284,8 @@ def test_home_the_postgres_user_cannot_traverse_is_named():
 def test_a_port_taken_after_it_was_chosen_makes_the_broker_start_again_on_new_ports(home, monkeypatch):
     """Between choosing a free port and the broker's JVM binding it, another process can take it (an
     outgoing connection's ephemeral port, another home's broker); up must not fail for that."""
-    holder = socket.socket()
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    holder.bind((base.LOCALHOST, 0))
-    holder.listen()
-    taken = holder.getsockname()[1]
+    taken = base.choose_port(kafka.PREFERRED_PORT + 100)
+    holder = hold_port(taken)
     chosen = kafka._state_with_ports
     calls = []
 
