@@ -171,7 +171,9 @@ SETTLED = "r-settled-1"
 @pytest.fixture(scope="module")
 def settled(spark, tmp_path_factory):
     local, config = scratch_settings(tmp_path_factory.mktemp("settled"))
-    ctx, root = BatchContext.from_settings(local), local.tables_root
+    # The cut-off comes from a fixed clock: the events are on fixed dates, and a wall-clock cut-off more
+    # than 30 days after them leaves account_features empty (this fixture broke on 2026-12-03 that way).
+    ctx, root = BatchContext.from_settings(local, clock=lambda: CUTOFF), local.tables_root
     write_admitted(spark, root, good_events(SETTLED))
     write_labels(spark, root, [label_row(1, "evt-0001", "fraud", DAY1 + timedelta(days=1))])
     seen = SimpleNamespace(local=local, config=config, root=root, ctx=ctx)
