@@ -35,6 +35,14 @@ world = build_world(21, start=datetime(2026, 11, 1, tzinfo=timezone.utc), accoun
 plan = reference_plan(world, reference_events(world, {n}), duplicate_rate=0.01, conflict_rate=0.002, bad_rate=0.02, seed=21)
 print(len(plan))
 """
+WORLD = """
+import sys
+from datetime import datetime, timezone
+from simulator.producer import accounts_for
+from simulator.world import build_world
+world = build_world(21, start=datetime(2026, 11, 1, tzinfo=timezone.utc), accounts=accounts_for({n}), days=7)
+print(len(world.accounts))
+"""
 
 
 def peak_rss(argv: list[str], env: dict) -> tuple[float, float, str]:
@@ -89,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"{peaks[n]:.0f} MiB, {seconds:.1f} s ({summary['events_per_s']:,.0f} records/s)")
     section.add(f"peak RSS at {sizes[-1]:,} ÷ at {sizes[0]:,} events", f"{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}",
                 target="flat (about 1)", met=peaks[sizes[-1]] / peaks[sizes[0]] < 1.25)
+    # The plan streams; the world (cardholders and merchants) is built whole, and grows with the size
+    # until its cap: its share of the difference above, each world built alone in its own process.
+    worlds = {n: peak_rss([sys.executable, "-c", WORLD.format(n=n)], env) for n in (sizes[0], sizes[-1])}
+    section.add(f"of the difference: the world alone (its cardholders grow with the events, up to a cap), "
+                f"{sizes[0]:,} / {sizes[-1]:,} events",
+                " / ".join(f"{int(worlds[n][2]):,} accounts, {worlds[n][0]:.0f} MiB" for n in (sizes[0], sizes[-1])))
     reference_rss, seconds, _ = peak_rss([sys.executable, "-c", REFERENCE.format(tests=str(REPO / "tests"),
                                                                                  n=sizes[0])], env)
     section.add(f"for reference: the former in-memory planner, {sizes[0]:,} events, planning only",
