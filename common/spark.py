@@ -21,6 +21,7 @@ from common.jars import connector_jars
 from common.java import assert_java
 
 HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
+CODEGEN_CACHE = "spark.sql.codegen.cache.maxEntries"   # a static conf: it must be set before the session starts
 T = TypeVar("T")
 
 
@@ -39,6 +40,10 @@ def base_conf(settings: Settings) -> dict[str, str]:
         # limit Spark runs such a plan without whole-stage code instead. ``build_session`` lifts the
         # limit when the JVM does compile huge methods (the local profile starts it so).
         HUGE_METHOD_LIMIT: "8000",
+        # Generated classes are cached by their code; Spark's default keeps 100. One decide batch alone
+        # generates ~130 (its writes, the gate, Delta's own log reads), so at 100 every batch evicted the
+        # classes the next one needed and compiled them all again (~0.7 s of Janino per 100k batch).
+        CODEGEN_CACHE: "2000",
     }
 
 
