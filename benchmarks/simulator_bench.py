@@ -36,7 +36,6 @@ plan = reference_plan(world, reference_events(world, {n}), duplicate_rate=0.01, 
 print(len(plan))
 """
 WORLD = """
-import sys
 from datetime import datetime, timezone
 from simulator.producer import accounts_for
 from simulator.world import build_world
