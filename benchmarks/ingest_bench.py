@@ -254,7 +254,7 @@ def admitted_columns(spark: SparkSession) -> list[str]:
     empty = spark.createDataFrame([], "topic string, partition int, offset long, timestamp timestamp, "
                                       "key binary, value binary")
     classified = classify(Validator()(empty), spark.createDataFrame([], "event_id string, payload_sha256 string"))
-    return lane.admitted_rows(lane.with_lineage(classified, "r", "a", 0)).columns
+    return lane.admitted_rows(lane.with_lineage(classified, "r", "a", 0, datetime.now(timezone.utc))).columns
 
 
 def batch_dates(spark: SparkSession, settings: Settings, topic: Topic) -> list:

@@ -14,6 +14,7 @@ from typing import Callable, Iterator, TypeVar
 from pyspark import StorageLevel
 from pyspark.util import inheritable_thread_target
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from common.config import Settings
 from common.edge import is_verbose
@@ -114,6 +115,19 @@ def cached(frame: DataFrame) -> Iterator[DataFrame]:
         yield frame
     finally:
         frame.unpersist()
+
+
+def with_batch_values(frame: DataFrame, schema: str, values: tuple) -> DataFrame:
+    """``frame`` with one more column per field of ``schema``, every row holding ``values``.
+
+    For values that change every batch (a batch id, the batch's clock): Spark writes a long or timestamp
+    literal into the Java code it generates, so ``F.lit(batch_id)`` or ``F.current_timestamp()`` makes each
+    batch compile its write stages again (two Janino compiles per Delta write, measured), and only string
+    and map literals are passed by reference. Here the values arrive as data, one broadcast row joined to
+    every row, and the generated code is the same for every batch.
+    """
+    one_row = frame.sparkSession.createDataFrame([values], schema)
+    return frame.crossJoin(F.broadcast(one_row))
 
 
 def concurrently(spark: SparkSession, *actions: Callable[[], T]) -> list[T]:

@@ -83,15 +83,15 @@ class CaseBatchWriter(query.BatchFunction):
         rows = [row.asDict() for row in open_case_actions(batch).collect()]
         opened = self._open(rows)
         crash_if_requested("cases.after_db", batch_id)
-        txn = (self.identity.app_id, batch_id)
-        ledger = [(action_id, OPEN_CASE, "human_loop.cases", case_id, self.run_id, self.identity.app_id, batch_id, None)
+        txn, clock = (self.identity.app_id, batch_id), datetime.now(timezone.utc)
+        ledger = [(action_id, OPEN_CASE, "human_loop.cases", case_id, self.run_id, self.identity.app_id, batch_id, clock)
                   for action_id, case_id in sorted(opened.items())]
         if ledger:
-            frame = spark.createDataFrame(ledger, LEDGER_SCHEMA).withColumn("recorded_at", F.current_timestamp())
+            frame = spark.createDataFrame(ledger, LEDGER_SCHEMA)
             delta.append(frame, self.paths.ledger, "decision.action_ledger", self.run_id, txn=txn)
         start, end = ckpt.source_range(spark, self.identity.checkpoint, batch_id)
-        receipt = [(self.run_id, self.identity.app_id, batch_id, start, end, len(rows), len(opened), None)]
-        frame = spark.createDataFrame(receipt, RECEIPT_SCHEMA).withColumn("written_at", F.current_timestamp())
+        receipt = [(self.run_id, self.identity.app_id, batch_id, start, end, len(rows), len(opened), clock)]
+        frame = spark.createDataFrame(receipt, RECEIPT_SCHEMA)
         delta.append(frame, self.paths.receipts, "meta.case_receipts", self.run_id, txn=txn)
         crash_if_requested("cases.before_commit", batch_id)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -31,7 +32,7 @@ from common.faults import crash_if_requested
 from common.identity import malformed_identity_column, placeholder_column
 from common.jobspec import Job, JobContext, stream_options
 from common.run import assert_run_id
-from common.spark import cached, concurrently
+from common.spark import cached, concurrently, with_batch_values
 from human_loop import card_controls
 from human_loop.connection import connect
 from products import product
@@ -74,14 +75,16 @@ def checkpoint_location(settings: Settings) -> str:
 
 # ---- pure shaping ---------------------------------------------------------------------------------
 
-def with_context(frame: DataFrame, context: dict) -> DataFrame:
-    """Stamp rows with the batch's lineage: run, app, batch, source range, certified feature versions."""
+def with_context(frame: DataFrame, context: dict, stamp: str) -> DataFrame:
+    """Stamp rows with the batch's lineage: run, app, batch, source range, certified feature versions,
+    and the batch's clock as column ``stamp``."""
     versions = F.create_map(*[part for table, version in sorted(context["feature_versions"].items())
                               for part in (F.lit(table), F.lit(version).cast("long"))])
-    return frame.select(
-        "*", F.lit(context["run_id"]).alias("run_id"), F.lit(context["app_id"]).alias("app_id"),
-        F.lit(context["batch_id"]).cast("long").alias("batch_id"), F.lit(context["source_start"]).alias("source_start"),
-        F.lit(context["source_end"]).alias("source_end"), versions.alias("feature_versions"))
+    batch = with_batch_values(frame, f"batch_id long, {stamp} timestamp", (context["batch_id"], context["clock"]))
+    return batch.select(
+        *frame.columns, F.lit(context["run_id"]).alias("run_id"), F.lit(context["app_id"]).alias("app_id"),
+        "batch_id", F.lit(context["source_start"]).alias("source_start"),
+        F.lit(context["source_end"]).alias("source_end"), versions.alias("feature_versions"), stamp)
 
 
 def without_explicit_identity() -> Column:
@@ -113,7 +116,8 @@ class DecideBatchWriter(query.BatchFunction):
         features, merchants = self._certified_features(spark)
         start, end = ckpt.source_range(spark, self.identity.checkpoint, batch_id)
         context = {"run_id": self.run_id, "app_id": self.identity.app_id, "batch_id": batch_id, "source_start": start,
-                   "source_end": end, "feature_versions": {FEATURES: features.version, MERCHANTS: merchants.version}}
+                   "source_end": end, "feature_versions": {FEATURES: features.version, MERCHANTS: merchants.version},
+                   "clock": datetime.now(timezone.utc)}
         decided = policy.decide(batch, policy.latest_per(features.frame, "account_id"),
                                 policy.latest_per(merchants.frame, "merchant_id"), self.decision)
         with cached(decided) as decisions:
@@ -140,7 +144,7 @@ class DecideBatchWriter(query.BatchFunction):
         return gate.certified_all(spark, self.tables_root, [FEATURES, MERCHANTS])
 
     def _append(self, frame: DataFrame, stamp: str, path: str, table: str, context: dict) -> None:
-        stamped = with_context(frame, context).withColumn(stamp, F.current_timestamp())
+        stamped = with_context(frame, context, stamp)
         delta.append(stamped, path, table, self.run_id, txn=(context["app_id"], context["batch_id"]))
 
     def _apply_blocks(self, actions: DataFrame, context: dict) -> int:
@@ -152,13 +156,10 @@ class DecideBatchWriter(query.BatchFunction):
         with connect(self.pg_params, application_name="ledgerlane-decide") as conn:
             applied = card_controls.block_cards(conn, [{**b, "run_id": self.run_id} for b in blocks])
         crash_if_requested("decide.after_effects", context["batch_id"])
-        rows = [(action_id, policy.BLOCK_CARD, "human_loop.card_controls", str(control_id))
+        rows = [(action_id, policy.BLOCK_CARD, "human_loop.card_controls", str(control_id), self.run_id,
+                 context["app_id"], context["batch_id"], context["clock"])
                 for action_id, control_id in sorted(applied.items())]
-        ledger = actions.sparkSession.createDataFrame(rows, "action_id string, action_type string, effect_store string, "
-                                                            "effect_ref string")
-        frame = ledger.select("*", F.lit(context["run_id"]).alias("run_id"), F.lit(context["app_id"]).alias("app_id"),
-                              F.lit(context["batch_id"]).cast("long").alias("batch_id"),
-                              F.current_timestamp().alias("recorded_at"))
+        frame = actions.sparkSession.createDataFrame(rows, LEDGER_SCHEMA)
         delta.append(frame, self.paths.ledger, "decision.action_ledger", self.run_id,
                      txn=(context["app_id"], context["batch_id"]))
         crash_if_requested("decide.after_ledger", context["batch_id"])
@@ -171,8 +172,9 @@ class DecideBatchWriter(query.BatchFunction):
                                              "feature_versions")},
                    "policy_version": self.decision.policy_version, "policy_digest": self.decision.digest(),
                    "events": events, "decisions_by_outcome": outcomes,
-                   "actions_by_type": policy.action_counts(outcomes), "cards_blocked": blocked, "written_at": None}
-        frame = spark.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn("written_at", F.current_timestamp())
+                   "actions_by_type": policy.action_counts(outcomes), "cards_blocked": blocked,
+                   "written_at": context["clock"]}
+        frame = spark.createDataFrame([receipt], RECEIPT_SCHEMA)
         delta.append(frame, self.paths.receipts, "meta.decide_receipts", self.run_id,
                      txn=(context["app_id"], context["batch_id"]))
         self.written.append(receipt)

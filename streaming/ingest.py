@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import partial
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Callable
 
 from pyspark.sql import DataFrame, SparkSession
@@ -30,7 +30,7 @@ from common.events import ALL_FIELDS
 from common.faults import crash_if_requested
 from common.run import assert_run_id
 from common.secrets import spark_kafka_security
-from common.spark import cached, concurrently
+from common.spark import cached, concurrently, with_batch_values
 from streaming import checkpoint as ckpt
 from streaming import epochs, query
 from streaming.dedup import ADMITTED, DUPLICATE, QUARANTINED, classify
@@ -77,15 +77,16 @@ def checkpoint_location(settings: Settings, epoch: int = 1) -> str:
 
 # ---- pure shaping of the classified batch ---------------------------------------------------------
 
-def with_lineage(df: DataFrame, run_id: str, app_id: str, batch_id: int) -> DataFrame:
-    return (df.withColumn("run_id", F.lit(run_id)).withColumn("app_id", F.lit(app_id))
-              .withColumn("batch_id", F.lit(batch_id).cast("long")))
+def with_lineage(df: DataFrame, run_id: str, app_id: str, batch_id: int, clock: datetime) -> DataFrame:
+    """The batch's lineage on every row, and its clock (``batch_clock``) for the tables that stamp a time."""
+    return with_batch_values(df.withColumn("run_id", F.lit(run_id)).withColumn("app_id", F.lit(app_id)),
+                             "batch_id long, batch_clock timestamp", (batch_id, clock))
 
 
 def admitted_rows(classified: DataFrame) -> DataFrame:
     return classified.where(F.col("outcome") == ADMITTED).select(
         *ALL_FIELDS, F.to_date("event_time").alias("event_date"), *SOURCE, "payload_sha256", *LINEAGE,
-        F.current_timestamp().alias("admitted_at"))
+        F.col("batch_clock").alias("admitted_at"))
 
 
 def duplicate_rows(classified: DataFrame) -> DataFrame:
@@ -100,7 +101,7 @@ def quarantine_rows(classified: DataFrame) -> DataFrame:
         *SOURCE, F.make_valid_utf8("key").alias("key"), "value",
         F.make_valid_utf8(F.col("value").cast("string")).alias("payload"),
         "payload_sha256", "event_id", "account_id", "reason", "reasons",
-        *LINEAGE, F.current_timestamp().alias("quarantined_at"))
+        *LINEAGE, F.col("batch_clock").alias("quarantined_at"))
 
 
 def outcome_counts(classified: DataFrame) -> DataFrame:
@@ -201,16 +202,16 @@ class IngestBatchWriter(query.BatchFunction):
         # The receipt's counts come first: that one small aggregate fills the cache the writes read.
         counts = [row.asDict() for row in outcome_counts(classified).collect()]
         outcomes = {row["outcome"] for row in counts}
-        rows = with_lineage(classified, self.run_id, self.app_id, batch_id)
+        clock = datetime.now(timezone.utc)
+        rows = with_lineage(classified, self.run_id, self.app_id, batch_id, clock)
         # A table gets a commit only when the batch has rows for it (a replay decides the same, so it
         # skips the same). The three are independent idempotent writes, side by side: the classified
         # rows read a pinned version of the admitted history, so the admitted write leaves their cache be.
         concurrently(classified.sparkSession, *[
             partial(self._append_outcome, shape(rows), field, table, batch_id)
             for outcome, (shape, field, table) in OUTCOME_TABLES.items() if outcome in outcomes])
-        receipt = build_receipt(counts, self.run_id, self.app_id, batch_id, self.source)
-        frame = classified.sparkSession.createDataFrame([receipt], RECEIPT_SCHEMA).withColumn(
-            "written_at", F.current_timestamp())
+        receipt = {**build_receipt(counts, self.run_id, self.app_id, batch_id, self.source), "written_at": clock}
+        frame = classified.sparkSession.createDataFrame([receipt], RECEIPT_SCHEMA)
         delta.append(frame, self.paths.receipts, "meta.ingest_receipts", self.run_id, txn=txn)
         crash_if_requested("ingest.before_commit", batch_id)
 
