@@ -29,6 +29,10 @@ database (dropped at the end), so nothing lands in the home's own ``ledgerlane``
    decision, the Delta commit timestamp of the decisions-table version that wrote it (table history,
    found by the batch's txn id) minus the Kafka record timestamp of its event (kept in the admitted row).
    A short steady warm-up runs first and is not counted. Target: p95 <= 10 s.
+   Side by side (one after the other, on a lane of its own, the same traffic and trigger): the baseline of
+   ``benchmarks/latency_baseline.py``, the careful ingest stream and a plain decide stream a team would run
+   instead, each its own process; per decision, the commit of the decisions file that holds it minus the
+   Kafka timestamp. No target: it shows how much of the latency this machine costs any two-loop pipeline.
 """
 
 from __future__ import annotations
@@ -50,12 +54,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import reduce
 from pathlib import Path
+from typing import Callable
 
 import psycopg
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQueryListener
 
+from benchmarks import latency_baseline as baseline
 from benchmarks.harness import Section, alternating, drop_database, jvm_cpu_seconds, ratio, timed
 from benchmarks.labels_bench import migrated_database
 from checks import gate
@@ -437,15 +443,17 @@ def decided_everything(spark: SparkSession, lane: Lane, ends: dict[int, int]) ->
     return decided >= admitted
 
 
-def wait_until_decided(spark: SparkSession, lane: Lane, streams: dict[str, subprocess.Popen],
-                       timeout_s: float) -> float:
-    """Poll (every 3 s) until everything on the topic so far is decided; returns the seconds waited."""
+def wait_until_decided(spark: SparkSession, lane: Lane, streams: dict[str, subprocess.Popen], timeout_s: float,
+                       done: Callable[[dict[int, int]], bool] | None = None) -> float:
+    """Poll (every 3 s) until everything on the topic so far is decided (``done(end offsets)``, by default
+    the governed streams' ``decided_everything``); returns the seconds waited."""
+    done = done or (lambda ends: decided_everything(spark, lane, ends))
     ends, began = end_offsets(lane), time.monotonic()
-    while not decided_everything(spark, lane, ends):
+    while not done(ends):
         assert_running(lane, streams)
         if time.monotonic() - began > timeout_s:
-            raise SystemExit(f"the streams did not decide the topic within {timeout_s:.0f} s:\n"
-                             f"{log_tail(lane, 'ingest')}\n{log_tail(lane, 'decide')}")
+            tails = "\n".join(log_tail(lane, name) for name in streams)
+            raise SystemExit(f"the streams did not decide the topic within {timeout_s:.0f} s:\n{tails}")
         time.sleep(3)
     return time.monotonic() - began
 
@@ -584,26 +592,111 @@ def run_latency(spark: SparkSession, home: Path, root: Path, pg: dict, seconds: 
     expected = send_traffic(settings, topic, LATENCY_PREP_EVENTS, seed=42)
     lane = prepare_lane(spark, home, root, topic, pg, expected)
     streams = {name: start_stream(lane, name, trigger_seconds) for name in ("ingest", "decide")}
-    stopped: dict[str, str] = {}
-    try:
-        waited = wait_until_decided(spark, lane, streams, timeout_s=600)
-        say(f"latency: ingest and decide running every {trigger_seconds} s; the prepared events were decided "
-            f"{waited:.0f} s after start; warming up with {WARMUP_SECONDS} s of steady traffic")
-        steady_traffic(lane, WARMUP_SECONDS, seed=43)
-        wait_until_decided(spark, lane, streams, timeout_s=300)
-        starts = end_offsets(lane)
-        say(f"latency: measuring {seconds} s of steady traffic at {RATE} events/s")
-        sent = steady_traffic(lane, seconds, seed=44)
-        waited = wait_until_decided(spark, lane, streams, timeout_s=max(300, 3 * seconds))
-        say(f"latency: everything decided {waited:.0f} s after the simulator finished")
-    finally:
-        for name in ("ingest", "decide"):
-            stopped[name] = stop_stream(lane, name, streams[name])
-            say(f"latency: stopped {name}: {stopped[name]}")
+    starts, sent, stopped = steady_window(spark, lane, streams, seconds, "latency")
     figures = latency_figures(spark, lane, starts, sent)
     extra = {"stopped": stopped, "gate_s": gate_seconds(spark, lane), "trigger_seconds": trigger_seconds,
              "seconds": seconds}
     return figures, extra
+
+
+def steady_window(spark: SparkSession, lane: Lane, streams: dict[str, subprocess.Popen], seconds: int, label: str,
+                  done: Callable[[dict[int, int]], bool] | None = None) -> tuple[dict[int, int], dict, dict[str, str]]:
+    """With ``streams`` running: wait for the prepared events, warm up, then one measured steady window;
+    the streams are stopped however it ends. Returns the window's first offsets, what the simulator sent,
+    and how each stream stopped."""
+    stopped: dict[str, str] = {}
+    try:
+        waited = wait_until_decided(spark, lane, streams, timeout_s=600, done=done)
+        say(f"{label}: {', '.join(streams)} running; the prepared events were decided {waited:.0f} s after start; "
+            f"warming up with {WARMUP_SECONDS} s of steady traffic")
+        steady_traffic(lane, WARMUP_SECONDS, seed=43)
+        wait_until_decided(spark, lane, streams, timeout_s=300, done=done)
+        starts = end_offsets(lane)
+        say(f"{label}: measuring {seconds} s of steady traffic at {RATE} events/s")
+        sent = steady_traffic(lane, seconds, seed=44)
+        waited = wait_until_decided(spark, lane, streams, timeout_s=max(300, 3 * seconds), done=done)
+        say(f"{label}: everything decided {waited:.0f} s after the simulator finished")
+    finally:
+        for name, proc in streams.items():
+            stopped[name] = stop_stream(lane, name, proc)
+            say(f"{label}: stopped {name}: {stopped[name]}")
+    return starts, sent, stopped
+
+
+# ---- 3b. the same latency without ledgerlane: the baseline streams -----------------------------------
+
+def start_baseline(lane: Lane, name: str, out: Path, trigger_seconds: int) -> subprocess.Popen:
+    log = (lane.root / f"baseline-{name}.log").open("w", encoding="utf-8")
+    argv = [sys.executable, "-m", "benchmarks.latency_baseline", name, "--config", str(lane.config),
+            "--home", str(lane.settings.home), "--out", str(out), "--trigger-seconds", str(trigger_seconds),
+            "--lateness", f"{DAYS + 1} days"]   # the traffic's events span DAYS days of event time
+    return subprocess.Popen(argv, cwd=REPO, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def baseline_decided_everything(spark: SparkSession, lane: Lane, out: Path, ends: dict[int, int]) -> bool:
+    """The careful ingest committed up to ``ends`` and the plain decide stream decided all it kept."""
+    _, committed = ckpt.committed_offsets(spark, baseline.checkpoint(out, "ingest"), lane.settings.kafka.topic)
+    if any(committed.get(p, 0) < end for p, end in ends.items()):
+        return False
+    if not tables.exists(spark, baseline.decisions_path(out)):
+        return False
+    kept = spark.read.format("delta").load(baseline.events_path(out)).count()
+    return spark.read.format("delta").load(baseline.decisions_path(out)).count() >= kept
+
+
+def file_commit_ms(spark: SparkSession, path: str, column: str) -> DataFrame:
+    """(data file name, commit time in ms as ``column``) of every file a commit of ``path`` added."""
+    history = delta.history(spark, path).select("version", F.unix_millis("timestamp").alias("ms")).collect()
+    stamps = {row.version: row.ms for row in history}
+    rows = []
+    for version in delta.commit_versions(spark, path):
+        _, actions = delta.read_commit(spark, path, version)
+        rows += [(a["add"]["path"].rsplit("/", 1)[-1], stamps[version]) for a in actions if "add" in a]
+    return spark.createDataFrame(rows, f"file_name string, {column} long")
+
+
+def with_commit_ms(spark: SparkSession, path: str, column: str) -> DataFrame:
+    """The table's rows with the commit time of the file that holds each one."""
+    rows = spark.read.format("delta").load(path).withColumn("file_name", F.col("_metadata.file_name"))
+    return rows.join(file_commit_ms(spark, path, column), "file_name", "left").drop("file_name")
+
+
+def baseline_figures(spark: SparkSession, out: Path, starts: dict[int, int]) -> dict:
+    window = reduce(lambda a, b: a | b, [(F.col("partition") == p) & (F.col("offset") >= o) for p, o in starts.items()])
+    kept = with_commit_ms(spark, baseline.events_path(out), "admitted_ms").where(window).select(
+        "event_id", F.unix_millis("kafka_timestamp").alias("kafka_ms"), "admitted_ms")
+    decisions = with_commit_ms(spark, baseline.decisions_path(out), "decided_ms").select("event_id", "decided_ms")
+    rows = kept.join(decisions, "event_id", "left").collect()
+    decided = [r for r in rows if r.decided_ms is not None]
+    return {"events": len(rows), "undecided": len(rows) - len(decided),
+            "total": [(r.decided_ms - r.kafka_ms) / 1000 for r in decided],
+            "admission": [(r.admitted_ms - r.kafka_ms) / 1000 for r in decided]}
+
+
+def run_baseline_latency(spark: SparkSession, home: Path, root: Path, pg: dict, seconds: int,
+                         trigger_seconds: int) -> dict:
+    """A lane prepared like the governed one (its products certified, which the plain decide reads once),
+    the two baseline streams over its topic, the same warm-up and measured window."""
+    topic = f"bench-decide-baseline-{uuid.uuid4().hex[:8]}"
+    settings = load_settings("local", home=home)
+    expected = send_traffic(settings, topic, LATENCY_PREP_EVENTS, seed=42)
+    lane = prepare_lane(spark, home, root, topic, pg, expected)
+    out = root / "baseline"
+    streams = {"baseline-ingest": start_baseline(lane, "ingest", out, trigger_seconds)}
+    try:   # the plain decide stream needs the table it reads to exist
+        began = time.monotonic()
+        while not tables.exists(spark, baseline.events_path(out)):
+            assert_running(lane, streams)
+            if time.monotonic() - began > 300:
+                raise SystemExit(f"the baseline ingest wrote nothing within 300 s:\n{log_tail(lane, 'baseline-ingest')}")
+            time.sleep(1)
+    except BaseException:
+        stop_stream(lane, "baseline-ingest", streams["baseline-ingest"])
+        raise
+    streams["baseline-decide"] = start_baseline(lane, "decide", out, trigger_seconds)
+    starts, sent, stopped = steady_window(spark, lane, streams, seconds, "baseline latency",
+                                          done=lambda ends: baseline_decided_everything(spark, lane, out, ends))
+    return {**baseline_figures(spark, out, starts), "sent": sent, "stopped": stopped}
 
 
 def median(values: list[float]) -> float:
@@ -645,6 +738,22 @@ def report_latency(section: Section, lat: Latency, extra: dict) -> None:
                  f"{extra['trigger_seconds']}` subprocesses beside this benchmark's own idle Spark driver on the same "
                  f"machine; a {WARMUP_SECONDS} s steady warm-up ran first and is not counted; stopped with SIGINT: "
                  f"ingest {extra['stopped']['ingest']}, decide {extra['stopped']['decide']}")
+
+
+def report_baseline_latency(section: Section, governed: Latency, base: dict) -> None:
+    if not base["total"]:
+        section.add("baseline event -> decision latency, p95", "no decision measured")
+        return
+    p50, p95 = percentile(base["total"], 0.5), percentile(base["total"], 0.95)
+    section.add("baseline (careful ingest + plain decide streams, no ledgerlane), p50 / p95 / max",
+                f"{p50:.1f} / {p95:.1f} / {max(base['total']):.1f} s")
+    section.add("  of which Kafka -> careful events commit, p50 / p95",
+                f"{percentile(base['admission'], 0.5):.1f} / {percentile(base['admission'], 0.95):.1f} s")
+    if governed.total:
+        section.add("latency p95, governed ÷ baseline", f"{ratio(percentile(governed.total, 0.95), p95):.2f}x")
+    section.note(f"latency baseline: {base['events']:,} events of its measured window, {base['undecided']:,} "
+                 f"undecided; stopped with SIGINT: "
+                 + ", ".join(f"{name} {how}" for name, how in base["stopped"].items()))
 
 
 # ---- the run ---------------------------------------------------------------------------------------
@@ -692,8 +801,11 @@ def main(argv: list[str] | None = None) -> int:
         report_floor(section, txn_write_cost(spark, root / "txn-cost"), runs)
         replays = [replay_last_batch(spark, lane, clock, run.seconds) for lane, run in zip(lanes, runs["decide"])]
         report_replay(section, replays)
-        report_latency(section, *run_latency(spark, settings.home, root / "latency", pg, args.latency_seconds,
-                                             args.trigger_seconds))
+        latency, extra = run_latency(spark, settings.home, root / "latency", pg, args.latency_seconds,
+                                     args.trigger_seconds)
+        report_latency(section, latency, extra)
+        report_baseline_latency(section, latency, run_baseline_latency(
+            spark, settings.home, root / "latency-baseline", pg, args.latency_seconds, args.trigger_seconds))
     finally:
         spark.streams.removeListener(clock)
         spark.stop()

@@ -1,0 +1,95 @@
+"""The latency benchmark's baseline: the two streams a team would run instead of ledgerlane's.
+
+Each runs as its own process on the same processing-time trigger as the governed streams, the way those
+run (``ledgerlane stream ingest|decide``), so the two pipelines meet the same machine:
+
+- ``ingest``: the careful Kafka -> Delta stream of ``benchmarks/ingest_bench.py`` (the JSON parsed into the
+  contract's typed columns, required fields non-null, ``try_cast`` of the event time, duplicates dropped on
+  the event id within a watermark of ``--lateness``, one append; as a stream it also drops event times in
+  the future, which would move the watermark past every later event), keeping the Kafka timestamp;
+- ``decide``: that table as a stream, the same policy on the feature versions certified when it starts,
+  one Delta append without txn ids.
+
+Usage (by ``benchmarks/decide_bench.py``): ``python -m benchmarks.latency_baseline ingest|decide --config C
+--home H --out DIR --trigger-seconds N [--lateness "8 days"]``; SIGINT or SIGTERM stops the query, exit code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from benchmarks.ingest_bench import careful_pipeline
+from checks import gate
+from common.config import Settings, load_settings
+from common.endpoints import kafka_bootstrap
+from common.spark import build_session
+from streaming import decide, policy
+from streaming import ingest as lane
+from streaming.query import await_or_stop_on_signal
+
+STREAMS = ("ingest", "decide")
+
+
+def events_path(out: Path) -> str:
+    return str(out / "events")
+
+
+def decisions_path(out: Path) -> str:
+    return str(out / "decisions")
+
+
+def checkpoint(out: Path, stream: str) -> str:
+    return str(out / f"{stream}-checkpoint")
+
+
+def ingest_frame(spark: SparkSession, settings: Settings, lateness: str) -> DataFrame:
+    source = lane.kafka_source(spark, settings, kafka_bootstrap(settings))
+    return careful_pipeline(source, keep=("partition", "offset", F.col("timestamp").alias("kafka_timestamp")),
+                            lateness=lateness, streaming=True)
+
+
+def decide_frame(spark: SparkSession, settings: Settings, out: Path) -> DataFrame:
+    """The policy over the careful events; the features are read once, at the versions the gate certifies now."""
+    features, merchants = gate.certified_all(spark, settings.tables_root, [decide.FEATURES, decide.MERCHANTS])
+    events = (spark.readStream.format("delta").option("maxFilesPerTrigger", settings.decision.max_files_per_trigger)
+              .load(events_path(out)).withColumn("run_id", F.lit("baseline")))
+    return policy.decide(events, policy.latest_per(features.frame, "account_id"),
+                         policy.latest_per(merchants.frame, "merchant_id"), settings.decision)
+
+
+def run(stream: str, settings: Settings, out: Path, trigger_seconds: int, lateness: str) -> int:
+    spark = build_session(settings, f"ledgerlane-latency-baseline-{stream}")
+    frame, target = ((ingest_frame(spark, settings, lateness), events_path(out)) if stream == "ingest"
+                     else (decide_frame(spark, settings, out), decisions_path(out)))
+    query = (frame.writeStream.format("delta").option("checkpointLocation", checkpoint(out, stream))
+             .queryName(f"baseline-{stream}").trigger(processingTime=f"{trigger_seconds} seconds").start(target))
+    try:
+        await_or_stop_on_signal(query)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        query.stop()
+    return 1   # a continuous query that ended by itself failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="latency_baseline", description=__doc__.splitlines()[0])
+    parser.add_argument("stream", choices=STREAMS)
+    parser.add_argument("--config", required=True, help="the lane's configuration file")
+    parser.add_argument("--home", required=True, help="ledgerlane home with the running services")
+    parser.add_argument("--out", required=True, help="folder of the baseline's tables and checkpoints")
+    parser.add_argument("--trigger-seconds", type=int, required=True)
+    parser.add_argument("--lateness", default="1 day",
+                        help="the ingest watermark's delay: at least the event-time span of the traffic")
+    args = parser.parse_args(argv)
+    settings = load_settings(path=args.config, home=args.home)
+    return run(args.stream, settings, Path(args.out), args.trigger_seconds, args.lateness)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
