@@ -381,9 +381,9 @@ def report_table_writes(section: Section, writes: list[TableWrite], runs: dict[s
                 f"{decide_rows / events:.2f} / 1.00; <= {ratio(best_plain, best_plain + extra):.2f}")
     section.note("The audit holds a row per decision and per action, the actions one per REVIEW or DECLINE, and "
                  "every row of the decision tables carries the batch's lineage (run, app, batch, source range, "
-                 "certified feature versions): the rows the invariants ask for are most of what decide costs "
-                 "beyond the plain stream, before any commit or check. On 2 cores the writes are CPU-bound, so "
-                 "writing them side by side saves less than their sum.")
+                 "certified feature versions): writing the rows the invariants ask for is a large share of what "
+                 "decide costs beyond the plain stream, before any commit or check. On 2 cores the writes are "
+                 "CPU-bound, so writing them side by side saves less than their sum.")
 
 
 # ---- 2. replaying a committed batch ----------------------------------------------------------------
