@@ -201,6 +201,7 @@ class Run:
     cpu: float      # driver JVM CPU seconds (local mode: the executors' work too)
     events: int
     batches: int
+    table: str = ""   # the plain stream's: the one table it wrote
 
 
 def cpu_and_time(spark: SparkSession, action):
@@ -245,7 +246,7 @@ def plain_run(spark: SparkSession, lane: Lane, out: Path, name: str) -> Run:
     if rows != lane.admitted:
         raise SystemExit(f"the plain stream wrote {rows} decisions for {lane.admitted} admitted events")
     batches = len(ckpt.batch_ids(spark, str(out / "checkpoint"), "commits"))
-    return Run(seconds, cpu, rows, batches)
+    return Run(seconds, cpu, rows, batches, str(out / "decisions"))
 
 
 def throughput(spark: SparkSession, lanes: list[Lane], root: Path) -> dict[str, list[Run]]:
@@ -331,7 +332,7 @@ def report_floor(section: Section, cost: dict[str, tuple[float, float, float]], 
 # ---- what the rows themselves cost: each table's write alone ------------------------------------------
 
 WRITE_ROUNDS = 3
-WRITTEN = ("decisions", "actions", "audit", "ledger")   # decide's tables with a row per event or per action
+WRITTEN = tuple(t for t in DECISION_TABLES if t != "receipts")   # the tables with a row per event or per action
 
 
 @dataclass
@@ -345,11 +346,11 @@ class TableWrite:
         return 1e6 * self.seconds / max(1, self.rows)
 
 
-def table_write_costs(spark: SparkSession, lane: Lane, plain_table: Path, root: Path) -> list[TableWrite]:
+def table_write_costs(spark: SparkSession, lane: Lane, plain_table: str, root: Path) -> list[TableWrite]:
     """Each table one decide run wrote (and the plain stream's one), read into memory, then written again
     alone to a new Delta table (decide's with txn ids, as decide writes them): what writing those rows
     costs, apart from computing them and from the other writes. Rounds alternate the order; medians."""
-    sources = {name: getattr(lane.paths, name) for name in WRITTEN} | {"plain stream": str(plain_table)}
+    sources = {name: getattr(lane.paths, name) for name in WRITTEN} | {"plain stream": plain_table}
     frames = {name: spark.read.format("delta").load(path).cache() for name, path in sources.items()}
     rows = {name: frame.count() for name, frame in frames.items()}
     seconds: dict[str, list[float]] = defaultdict(list)
@@ -859,8 +860,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = throughput(spark, lanes, root)
         report_throughput(section, runs)
         report_floor(section, txn_write_cost(spark, root / "txn-cost"), runs)
-        report_table_writes(section, table_write_costs(spark, lanes[0], root / "plain-0" / "decisions",
-                                                       root / "write-cost"), runs)
+        report_table_writes(section, table_write_costs(spark, lanes[0], runs["plain"][0].table, root / "write-cost"),
+                            runs)
         replays = [replay_last_batch(spark, lane, clock, run.seconds) for lane, run in zip(lanes, runs["decide"])]
         report_replay(section, replays)
         latency, extra = run_latency(spark, settings.home, root / "latency", pg, args.latency_seconds,

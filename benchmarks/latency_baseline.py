@@ -27,14 +27,14 @@ from benchmarks.ingest_bench import careful_pipeline
 from checks import gate
 from common.config import Settings, load_settings
 from common.endpoints import kafka_bootstrap
-from common.errors import LedgerlaneError
+from common.edge import guarded
+from common.jobspec import MAX_TRIGGER_SECONDS
 from common.spark import build_session
 from streaming import decide, policy
 from streaming import ingest as lane
 from streaming.query import await_or_stop_on_signal
 
 STREAMS = ("ingest", "decide")
-MAX_TRIGGER_SECONDS = 3600
 
 
 def events_path(out: Path) -> str:
@@ -88,15 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trigger-seconds", type=int, required=True)
     parser.add_argument("--lateness", default="1 day",
                         help="the ingest watermark's delay: at least the event-time span of the traffic")
+    parser.add_argument("--verbose", action="store_true", help="print the stack trace of an error")
     args = parser.parse_args(argv)
     if not 1 <= args.trigger_seconds <= MAX_TRIGGER_SECONDS:
         parser.error(f"--trigger-seconds must be between 1 and {MAX_TRIGGER_SECONDS}, got {args.trigger_seconds}")
-    try:
-        settings = load_settings(path=args.config, home=args.home)
-        return run(args.stream, settings, Path(args.out), args.trigger_seconds, args.lateness)
-    except LedgerlaneError as error:   # a bad configuration, no certified product: the message, no trace
-        print(f"latency_baseline {args.stream}: {error}", file=sys.stderr)
-        return error.exit_code
+    # a bad configuration, no certified product: the message and its exit code, a trace only with --verbose
+    return guarded(lambda: run(args.stream, load_settings(path=args.config, home=args.home), Path(args.out),
+                               args.trigger_seconds, args.lateness), verbose=args.verbose)
 
 
 if __name__ == "__main__":

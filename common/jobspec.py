@@ -78,10 +78,14 @@ RUN_ID = Option("--run-id", "The run this work belongs to (3-64 letters, digits,
                 required=True)
 
 
+MAX_TRIGGER_SECONDS = 3600   # a continuous stream's longest micro-batch interval
+
+
 def stream_options(until_caught_up: str, trigger_default: int = 2) -> tuple[Option, ...]:
     """The options every stream takes: its run, catch up and exit, or a processing-time trigger."""
     return (RUN_ID, Option("--until-caught-up", f"{until_caught_up}, then exit.", is_flag=True),
-            Option("--trigger-seconds", "Micro-batch interval when running continuously.", parse=int_between(1, 3600),
+            Option("--trigger-seconds", "Micro-batch interval when running continuously.",
+                   parse=int_between(1, MAX_TRIGGER_SECONDS),
                    default=trigger_default, metavar="SECONDS"))
 
 
