@@ -35,6 +35,9 @@ database (dropped at the end), so nothing lands in the home's own ``ledgerlane``
    ``benchmarks/latency_baseline.py``, the careful ingest stream and a plain decide stream a team would run
    instead, each its own process; per decision, the commit of the decisions file that holds it minus the
    Kafka timestamp. No target: it shows how much of the latency this machine costs any two-loop pipeline.
+   And the floor (``latency_baseline --shape raw``): the same two loops on the same trigger and traffic doing
+   no work, the Kafka records appended as they come, then that table appended to another; per record, the
+   commit of the file that holds it in the second table minus its Kafka timestamp.
 """
 
 from __future__ import annotations
@@ -686,11 +689,12 @@ def steady_window(spark: SparkSession, lane: Lane, streams: dict[str, subprocess
 
 # ---- 3b. the same latency without ledgerlane: the baseline streams -----------------------------------
 
-def start_baseline(lane: Lane, name: str, out: Path, trigger_seconds: int) -> subprocess.Popen:
+def start_baseline(lane: Lane, name: str, out: Path, trigger_seconds: int, shape: str) -> subprocess.Popen:
     log = (lane.root / f"baseline-{name}.log").open("w", encoding="utf-8")
     argv = [sys.executable, "-m", "benchmarks.latency_baseline", name, "--config", str(lane.config),
             "--home", str(lane.settings.home), "--out", str(out), "--trigger-seconds", str(trigger_seconds),
-            "--lateness", f"{DAYS + 1} days"]   # the traffic's events span DAYS days of event time
+            "--lateness", f"{DAYS + 1} days",   # the traffic's events span DAYS days of event time
+            "--shape", shape]
     return subprocess.Popen(argv, cwd=REPO, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -722,12 +726,14 @@ def with_commit_ms(spark: SparkSession, path: str, column: str) -> DataFrame:
     return rows.join(file_commit_ms(spark, path, column), "file_name", "left").drop("file_name")
 
 
-def baseline_figures(spark: SparkSession, out: Path, starts: dict[int, int]) -> dict:
+def baseline_figures(spark: SparkSession, out: Path, starts: dict[int, int], shape: str) -> dict:
+    """Per event of the window (per record, for the raw floor), Kafka timestamp -> each table's commit."""
+    key = ["event_id"] if shape == "careful" else list(baseline.POSITION)
     window = reduce(lambda a, b: a | b, [(F.col("partition") == p) & (F.col("offset") >= o) for p, o in starts.items()])
     kept = with_commit_ms(spark, baseline.events_path(out), "admitted_ms").where(window).select(
-        "event_id", F.unix_millis("kafka_timestamp").alias("kafka_ms"), "admitted_ms")
-    decisions = with_commit_ms(spark, baseline.decisions_path(out), "decided_ms").select("event_id", "decided_ms")
-    rows = kept.join(decisions, "event_id", "left").collect()
+        *key, F.unix_millis("kafka_timestamp").alias("kafka_ms"), "admitted_ms")
+    decisions = with_commit_ms(spark, baseline.decisions_path(out), "decided_ms").select(*key, "decided_ms")
+    rows = kept.join(decisions, key, "left").collect()
     decided = [r for r in rows if r.decided_ms is not None]
     return {"events": len(rows), "undecided": len(rows) - len(decided),
             "total": [(r.decided_ms - r.kafka_ms) / 1000 for r in decided],
@@ -735,15 +741,20 @@ def baseline_figures(spark: SparkSession, out: Path, starts: dict[int, int]) -> 
 
 
 def run_baseline_latency(spark: SparkSession, home: Path, root: Path, pg: dict, seconds: int,
-                         trigger_seconds: int) -> dict:
+                         trigger_seconds: int, shape: str = "careful") -> dict:
     """A lane prepared like the governed one (its products certified, which the plain decide reads once),
-    the two baseline streams over its topic, the same warm-up and measured window."""
+    the two baseline streams over its topic, the same warm-up and measured window. The raw floor reads
+    no product: its lane is the topic with the same first traffic, and a configuration."""
     topic = f"bench-decide-baseline-{uuid.uuid4().hex[:8]}"
     settings = load_settings("local", home=home)
     expected = send_traffic(settings, topic, LATENCY_PREP_EVENTS, seed=42)
-    lane = prepare_lane(spark, home, root, topic, pg, expected)
+    if shape == "careful":
+        lane = prepare_lane(spark, home, root, topic, pg, expected)
+    else:
+        config = write_config(root, topic, f"bench-floor-{uuid.uuid4().hex[:6]}", pg)
+        lane = Lane(root.name, root, config, load_settings(path=config, home=home), "r-bench-floor", 0)
     out = root / "baseline"
-    streams = {"baseline-ingest": start_baseline(lane, "ingest", out, trigger_seconds)}
+    streams = {"baseline-ingest": start_baseline(lane, "ingest", out, trigger_seconds, shape)}
     try:   # the plain decide stream needs the table it reads to exist
         began = time.monotonic()
         while not tables.exists(spark, baseline.events_path(out)):
@@ -754,10 +765,10 @@ def run_baseline_latency(spark: SparkSession, home: Path, root: Path, pg: dict, 
     except BaseException:
         stop_stream(lane, "baseline-ingest", streams["baseline-ingest"])
         raise
-    streams["baseline-decide"] = start_baseline(lane, "decide", out, trigger_seconds)
-    starts, sent, stopped = steady_window(spark, lane, streams, seconds, "baseline latency",
+    streams["baseline-decide"] = start_baseline(lane, "decide", out, trigger_seconds, shape)
+    starts, sent, stopped = steady_window(spark, lane, streams, seconds, f"{shape} baseline latency",
                                           done=lambda ends: baseline_decided_everything(spark, lane, out, ends))
-    return {**baseline_figures(spark, out, starts), "sent": sent, "stopped": stopped}
+    return {**baseline_figures(spark, out, starts, shape), "sent": sent, "stopped": stopped}
 
 
 def median(values: list[float]) -> float:
@@ -801,20 +812,35 @@ def report_latency(section: Section, lat: Latency, extra: dict) -> None:
                  f"ingest {extra['stopped']['ingest']}, decide {extra['stopped']['decide']}")
 
 
-def report_baseline_latency(section: Section, governed: Latency, base: dict) -> None:
-    if not base["total"]:
-        section.add("baseline event -> decision latency, p95", "no decision measured")
+@dataclass(frozen=True)
+class Comparison:
+    """How one side-by-side pipeline's latency is reported next to the governed one."""
+    name: str          # "baseline", "floor": in the ratio row and the note
+    measured: str      # the row's measure, before ", p50 / p95 / max"
+    first_loop: str    # what its first loop's part is, before ", p50 / p95"
+    counted: str       # what the note counts: "events of its measured window", …
+    missing: str       # what the note calls those not in its last table
+
+
+BASELINE = Comparison("baseline", "baseline (careful ingest + plain decide streams, no ledgerlane)",
+                      "Kafka -> careful events commit", "events of its measured window", "undecided")
+FLOOR = Comparison("floor", "floor (raw Kafka -> Delta append, then Delta -> Delta append: no parsing, dedup or "
+                   "policy)", "Kafka -> raw table commit", "records of its measured window (every record the topic "
+                   "holds, retries and bad ones too)", "not in the second table")
+
+
+def report_compared_latency(section: Section, governed: Latency, figures: dict, how: Comparison) -> None:
+    if not figures["total"]:
+        section.add(f"{how.measured}, p95", "nothing measured")
         return
-    p50, p95 = percentile(base["total"], 0.5), percentile(base["total"], 0.95)
-    section.add("baseline (careful ingest + plain decide streams, no ledgerlane), p50 / p95 / max",
-                f"{p50:.1f} / {p95:.1f} / {max(base['total']):.1f} s")
-    section.add("  of which Kafka -> careful events commit, p50 / p95",
-                f"{percentile(base['admission'], 0.5):.1f} / {percentile(base['admission'], 0.95):.1f} s")
+    p50, p95 = percentile(figures["total"], 0.5), percentile(figures["total"], 0.95)
+    section.add(f"{how.measured}, p50 / p95 / max", f"{p50:.1f} / {p95:.1f} / {max(figures['total']):.1f} s")
+    section.add(f"  of which {how.first_loop}, p50 / p95",
+                f"{percentile(figures['admission'], 0.5):.1f} / {percentile(figures['admission'], 0.95):.1f} s")
     if governed.total:
-        section.add("latency p95, governed ÷ baseline", f"{ratio(percentile(governed.total, 0.95), p95):.2f}x")
-    section.note(f"latency baseline: {base['events']:,} events of its measured window, {base['undecided']:,} "
-                 f"undecided; stopped with SIGINT: "
-                 + ", ".join(f"{name} {how}" for name, how in base["stopped"].items()))
+        section.add(f"latency p95, governed ÷ {how.name}", f"{ratio(percentile(governed.total, 0.95), p95):.2f}x")
+    section.note(f"latency {how.name}: {figures['events']:,} {how.counted}, {figures['undecided']:,} {how.missing}; "
+                 "stopped with SIGINT: " + ", ".join(f"{name} {way}" for name, way in figures["stopped"].items()))
 
 
 # ---- the run ---------------------------------------------------------------------------------------
@@ -867,8 +893,10 @@ def main(argv: list[str] | None = None) -> int:
         latency, extra = run_latency(spark, settings.home, root / "latency", pg, args.latency_seconds,
                                      args.trigger_seconds)
         report_latency(section, latency, extra)
-        report_baseline_latency(section, latency, run_baseline_latency(
-            spark, settings.home, root / "latency-baseline", pg, args.latency_seconds, args.trigger_seconds))
+        report_compared_latency(section, latency, run_baseline_latency(
+            spark, settings.home, root / "latency-baseline", pg, args.latency_seconds, args.trigger_seconds), BASELINE)
+        report_compared_latency(section, latency, run_baseline_latency(
+            spark, settings.home, root / "latency-floor", pg, args.latency_seconds, args.trigger_seconds, "raw"), FLOOR)
     finally:
         spark.streams.removeListener(clock)
         spark.stop()

@@ -10,8 +10,14 @@ run (``ledgerlane stream ingest|decide``), so the two pipelines meet the same ma
 - ``decide``: that table as a stream, the same policy on the feature versions certified when it starts,
   one Delta append without txn ids.
 
+``--shape raw`` runs the floor instead: the same two loops doing no work a pipeline needs, the Kafka
+records appended as they come (position, Kafka timestamp, bytes), then that table as a stream appended to a
+second one (position and Kafka timestamp). No parsing, no deduplication, no policy: what two micro-batch
+loops in series cost on this machine, whatever they do.
+
 Usage (by ``benchmarks/decide_bench.py``): ``python -m benchmarks.latency_baseline ingest|decide --config C
---home H --out DIR --trigger-seconds N [--lateness "8 days"]``; SIGINT or SIGTERM stops the query, exit code 130.
+--home H --out DIR --trigger-seconds N [--lateness "8 days"] [--shape careful|raw]``; SIGINT or SIGTERM stops
+the query, exit code 130.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from streaming import ingest as lane
 from streaming.query import await_or_stop_on_signal
 
 STREAMS = ("ingest", "decide")
+SHAPES = ("careful", "raw")
+POSITION = ("partition", "offset")   # a record's place on the topic: the raw floor's key
 
 
 def events_path(out: Path) -> str:
@@ -49,14 +57,20 @@ def checkpoint(out: Path, stream: str) -> str:
     return str(out / f"{stream}-checkpoint")
 
 
-def ingest_frame(spark: SparkSession, settings: Settings, lateness: str) -> DataFrame:
+def ingest_frame(spark: SparkSession, settings: Settings, lateness: str, shape: str) -> DataFrame:
     source = lane.kafka_source(spark, settings, kafka_bootstrap(settings))
-    return careful_pipeline(source, keep=("partition", "offset", F.col("timestamp").alias("kafka_timestamp")),
-                            lateness=lateness, streaming=True)
+    keep = (*POSITION, F.col("timestamp").alias("kafka_timestamp"))
+    if shape == "raw":
+        return source.select(*keep, "value")
+    return careful_pipeline(source, keep=keep, lateness=lateness, streaming=True)
 
 
-def decide_frame(spark: SparkSession, settings: Settings, out: Path) -> DataFrame:
-    """The policy over the careful events; the features are read once, at the versions the gate certifies now."""
+def decide_frame(spark: SparkSession, settings: Settings, out: Path, shape: str) -> DataFrame:
+    """The policy over the careful events; the features are read once, at the versions the gate certifies now.
+    The raw floor passes each record's position and Kafka timestamp on, and reads no feature."""
+    if shape == "raw":
+        return (spark.readStream.format("delta").option("maxFilesPerTrigger", settings.decision.max_files_per_trigger)
+                .load(events_path(out)).select(*POSITION, "kafka_timestamp"))
     features, merchants = gate.certified_all(spark, settings.tables_root, [decide.FEATURES, decide.MERCHANTS])
     events = (spark.readStream.format("delta").option("maxFilesPerTrigger", settings.decision.max_files_per_trigger)
               .load(events_path(out)).withColumn("run_id", F.lit("baseline")))
@@ -64,12 +78,14 @@ def decide_frame(spark: SparkSession, settings: Settings, out: Path) -> DataFram
                          policy.latest_per(merchants.frame, "merchant_id"), settings.decision)
 
 
-def run(stream: str, settings: Settings, out: Path, trigger_seconds: int, lateness: str) -> int:
-    spark = build_session(settings, f"ledgerlane-latency-baseline-{stream}")
-    frame, target = ((ingest_frame(spark, settings, lateness), events_path(out)) if stream == "ingest"
-                     else (decide_frame(spark, settings, out), decisions_path(out)))
+def run(stream: str, settings: Settings, out: Path, trigger_seconds: int, lateness: str,
+        shape: str = "careful") -> int:
+    spark = build_session(settings, f"ledgerlane-latency-baseline-{shape}-{stream}")
+    frame, target = ((ingest_frame(spark, settings, lateness, shape), events_path(out)) if stream == "ingest"
+                     else (decide_frame(spark, settings, out, shape), decisions_path(out)))
     query = (frame.writeStream.format("delta").option("checkpointLocation", checkpoint(out, stream))
-             .queryName(f"baseline-{stream}").trigger(processingTime=f"{trigger_seconds} seconds").start(target))
+             .queryName(f"baseline-{shape}-{stream}").trigger(processingTime=f"{trigger_seconds} seconds")
+             .start(target))
     try:
         await_or_stop_on_signal(query)
     except KeyboardInterrupt:
@@ -88,13 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trigger-seconds", type=int, required=True)
     parser.add_argument("--lateness", default="1 day",
                         help="the ingest watermark's delay: at least the event-time span of the traffic")
+    parser.add_argument("--shape", choices=SHAPES, default="careful",
+                        help="careful: what a team would run instead; raw: the floor, two loops doing no work")
     parser.add_argument("--verbose", action="store_true", help="print the stack trace of an error")
     args = parser.parse_args(argv)
     if not 1 <= args.trigger_seconds <= MAX_TRIGGER_SECONDS:
         parser.error(f"--trigger-seconds must be between 1 and {MAX_TRIGGER_SECONDS}, got {args.trigger_seconds}")
     # a bad configuration, no certified product: the message and its exit code, a trace only with --verbose
     return guarded(lambda: run(args.stream, load_settings(path=args.config, home=args.home), Path(args.out),
-                               args.trigger_seconds, args.lateness), verbose=args.verbose)
+                               args.trigger_seconds, args.lateness, args.shape), verbose=args.verbose)
 
 
 if __name__ == "__main__":

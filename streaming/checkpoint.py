@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from common import delta, fs, tables
 from common.errors import IdempotencyConflict, StateDrift
+from common.spark import concurrently
 
 IDENTITY_FILE = "ledgerlane.json"
 BATCH_CLAIM_FILE = "ledgerlane-batch.json"   # the run that planned the batch now being written
@@ -147,17 +148,23 @@ def ensure_identity(spark: SparkSession, checkpoint: str, *, apps_path: str, rec
         _assert_not_replaced(spark, checkpoint, apps_path, prior_work)
         return _create_identity(spark, checkpoint, apps_path, run_id, stream, binding)
     identity = CheckpointIdentity.from_json(fs.read_text(spark, identity_path))
-    _assert_registered_here(spark, identity, checkpoint, apps_path)
+    # The two tables are read side by side; the checks then run in their order.
+    homes, written = concurrently(spark, lambda: _registered_homes(spark, identity, apps_path),
+                                  lambda: _last_batch_written(spark, identity, receipts_path))
+    _assert_registered_here(identity, checkpoint, homes)
     _assert_bound_to(identity, binding)
-    _assert_checkpoint_not_behind(spark, identity, receipts_path, offsets)
+    _assert_checkpoint_not_behind(identity, written, offsets)
     return identity
 
 
 def _assert_not_replaced(spark: SparkSession, checkpoint: str, apps_path: str,
                          prior_work: Callable[[], str | None]) -> None:
-    """A checkpoint without identity is new; refuse it when this place, or its source, already has history."""
-    earlier = (tables.read_or_empty(spark, apps_path, APPS_SCHEMA).where(F.col("checkpoint") == checkpoint)
-               .orderBy("created_at").collect())
+    """A checkpoint without identity is new; refuse it when this place, or its source, already has history.
+    The registry and the prior work are read side by side; the registry's answer is raised first."""
+    earlier, work = concurrently(
+        spark, lambda: (tables.read_or_empty(spark, apps_path, APPS_SCHEMA).where(F.col("checkpoint") == checkpoint)
+                        .orderBy("created_at").collect()),
+        prior_work)
     if earlier:
         first = earlier[0]
         raise StateDrift(
@@ -165,7 +172,6 @@ def _assert_not_replaced(spark: SparkSession, checkpoint: str, apps_path: str,
             f"{first.run_id} at {first.created_at:%Y-%m-%d %H:%M:%S} UTC, and its progress is gone. Starting "
             "again would read the source a second time and count every record twice. Nothing was written. "
             "Restore the checkpoint from a backup, or start over explicitly (docs/ingest.md, 'Starting over')")
-    work = prior_work()
     if work:
         raise StateDrift(
             f"checkpoint {checkpoint} is new, but {work}: the checkpoint was moved (e.g. by a changed "
@@ -186,10 +192,14 @@ def _create_identity(spark: SparkSession, checkpoint: str, apps_path: str, run_i
     return identity
 
 
-def _assert_registered_here(spark: SparkSession, identity: CheckpointIdentity, checkpoint: str, apps_path: str) -> None:
-    """The identity must have been created here: a copied file names (and is registered to) another place."""
+def _registered_homes(spark: SparkSession, identity: CheckpointIdentity, apps_path: str) -> list[str]:
+    """The checkpoints the registry holds for the identity's app id."""
     rows = tables.read_or_empty(spark, apps_path, APPS_SCHEMA).where(F.col("app_id") == identity.app_id).collect()
-    homes = sorted({r.checkpoint for r in rows})
+    return sorted({r.checkpoint for r in rows})
+
+
+def _assert_registered_here(identity: CheckpointIdentity, checkpoint: str, homes: list[str]) -> None:
+    """The identity must have been created here: a copied file names (and is registered to) another place."""
     if homes != [checkpoint] or identity.checkpoint != checkpoint:
         raise IdempotencyConflict(
             f"app id {identity.app_id} in {checkpoint}/{IDENTITY_FILE} is registered for "
@@ -206,9 +216,13 @@ def _assert_bound_to(identity: CheckpointIdentity, binding: dict) -> None:
             "to what it would read now. Nothing was written. Start over explicitly (docs/ingest.md, 'Starting over')")
 
 
-def _assert_checkpoint_not_behind(spark: SparkSession, identity: CheckpointIdentity, receipts_path: str, offsets: list[int]) -> None:
+def _last_batch_written(spark: SparkSession, identity: CheckpointIdentity, receipts_path: str) -> int | None:
+    """The last batch the receipts hold for the identity's app id, if any."""
     receipts = tables.read_or_empty(spark, receipts_path, "app_id string, batch_id long")
-    written = receipts.where(F.col("app_id") == identity.app_id).agg(F.max("batch_id")).first()[0]
+    return receipts.where(F.col("app_id") == identity.app_id).agg(F.max("batch_id")).first()[0]
+
+
+def _assert_checkpoint_not_behind(identity: CheckpointIdentity, written: int | None, offsets: list[int]) -> None:
     planned = offsets[-1] if offsets else -1
     if written is not None and written > planned:
         raise IdempotencyConflict(

@@ -176,10 +176,13 @@ def source_table_id(spark: SparkSession, path: str) -> str:
 def prior_work(spark: SparkSession, spec: DeltaSource, table_id: str) -> Callable[[], str | None]:
     """Receipts already written by checkpoints of this stream bound to this source table."""
     def describe_prior() -> str | None:
-        apps = (tables.read_or_empty(spark, spec.apps, ckpt.APPS_SCHEMA)
-                .where((F.col("stream") == spec.stream) & F.col("binding").contains(table_id)).select("app_id"))
+        apps = [row.app_id for row in tables.read_or_empty(spark, spec.apps, ckpt.APPS_SCHEMA)
+                .where((F.col("stream") == spec.stream) & F.col("binding").contains(table_id)).select("app_id")
+                .collect()]
+        if not apps:   # no checkpoint of this stream was ever bound to this table: no receipt can be one of its
+            return None
         receipts = tables.read_or_empty(spark, spec.receipts, "app_id string, batch_id long")
-        batches = receipts.join(apps, on="app_id", how="left_semi").count()
+        batches = receipts.where(F.col("app_id").isin(*apps)).count()
         return f"{batches} {spec.stream} batches already ran over this source table" if batches else None
     return describe_prior
 

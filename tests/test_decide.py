@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from batch.inputs import CUTOFF, DAY1, admitted_row, good_events, label_row, write_admitted, write_labels
 from common import catalog
 from common.config import DecisionConfig
-from common.errors import IdentityError, UncertifiedProductError
+from common.errors import IdentityError, StateDrift, UncertifiedProductError
 from helpers import PASSWORD_ENV, cli, table_state
 from jobs import build, rerun
 from jobs.batch_context import BatchContext
@@ -321,6 +321,34 @@ def test_a_placeholder_identity_never_reaches_a_decision(spark, new_database, tm
     assert "account_id='unknown'" in err and "Traceback" not in err + out
     assert table_state(spark, lane.root) == before, "nothing of the batch was written"
     assert read(spark, lane, "decision.decisions").where(F.col("account_id") == "unknown").count() == 0
+
+
+def test_a_deleted_or_moved_decide_checkpoint_is_refused_instead_of_deciding_everything_again(
+        spark, new_database, tmp_path):
+    import shutil
+
+    from human_loop import migrate
+
+    db = new_database()
+    migrate.migrate(db, run_id="r-decide-db")
+    lane = certified_lane(spark, tmp_path, db)
+    assert via_cli(lane, "stream", "decide", "--run-id", RUN, "--until-caught-up")[0] == 0
+    before = table_state(spark, lane.root)
+    moved = tmp_path / "moved.toml"   # the same lane, its checkpoints_root changed
+    moved.write_text(lane.config.read_text().replace(f'checkpoints_root = "{tmp_path}/checkpoints"',
+                                                     f'checkpoints_root = "{tmp_path}/elsewhere"'))
+    assert moved.read_text() != lane.config.read_text()
+
+    code, out, err = cli("--config", str(moved), "--home", str(tmp_path), "stream", "decide", "--run-id", RUN,
+                         "--until-caught-up")
+    assert code == StateDrift.exit_code, err
+    assert "decide batches already ran over this source table" in err and "Traceback" not in err + out
+
+    shutil.rmtree(tmp_path / "checkpoints" / "decide")
+    code, out, err = via_cli(lane, "stream", "decide", "--run-id", RUN, "--until-caught-up")
+    assert code == StateDrift.exit_code, err
+    assert "was deleted or replaced" in err and "Traceback" not in err + out
+    assert table_state(spark, lane.root) == before, "nothing was decided twice"
 
 
 def test_a_feature_product_without_any_pass_stops_the_stream_before_it_decides(spark, new_database, tmp_path):
