@@ -42,6 +42,8 @@ def rules(policy: DecisionConfig) -> dict[str, Column]:
     return {
         "high_amount": F.col("amount_minor") >= F.lit(policy.high_amount_minor),
         "card_not_present": F.col("channel").isin(*CARD_NOT_PRESENT_CHANNELS),
+        "micro_card_not_present": F.col("channel").isin(*CARD_NOT_PRESENT_CHANNELS)
+                                  & (F.col("amount_minor") < F.lit(policy.micro_amount_minor)),
         "high_velocity": F.col("txn_count_1d") >= F.lit(policy.velocity_1d),
         "many_countries": F.col("distinct_countries_30d") >= F.lit(policy.many_countries_30d),
         "risky_merchant": F.col("merchant_fraud_rate") >= F.lit(policy.risky_merchant_fraud_rate),

@@ -36,6 +36,7 @@ POLICY = """
 policy_version = "policy-test-1"
 review_score = 0.1
 decline_score = 0.5
+high_amount_minor = 150000
 max_files_per_trigger = 1
 [decision.weights]
 high_amount = 0.6
@@ -58,6 +59,7 @@ def event(n: int, account: str, amount: int, channel: str, country: str = "DE") 
 
 def test_the_policy_decides_each_event_once_with_reasons_and_never_approves_without_features(spark):
     rules = DecisionConfig.model_validate({"policy_version": "p-unit-1", "review_score": 0.1, "decline_score": 0.5,
+                                           "high_amount_minor": 150_000,
                                            "weights": {"high_amount": 0.6, "card_not_present": 0.15,
                                                        "risky_country": 0.2}})
     events = spark.createDataFrame([
@@ -82,8 +84,23 @@ def test_the_policy_decides_each_event_once_with_reasons_and_never_approves_with
     assert_df_equality(decided, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_a_tiny_card_not_present_payment_is_reviewed_as_card_testing_and_a_tiny_one_in_a_shop_is_not(spark):
+    rules = DecisionConfig(policy_version="p-unit-micro", micro_amount_minor=300)
+    events = spark.createDataFrame([event(1, "acct-1", 299, "ecommerce"), event(2, "acct-1", 300, "ecommerce"),
+                                    event(3, "acct-1", 120, "contactless"), event(4, "acct-1", 150, "moto")], EVENTS)
+    features = spark.createDataFrame([("acct-1", CUTOFF, "r-f", 1, 2, 3, 1, 0.5)], FEATURES)
+
+    decided = {r.event_id: (r.outcome, list(r.reasons)) for r in policy.decide(
+        events, features, spark.createDataFrame([], MERCHANTS), rules).collect()}
+
+    assert decided == {"evt-1": ("REVIEW", ["card_not_present", "micro_card_not_present"]),
+                       "evt-2": ("APPROVE", ["card_not_present"]), "evt-3": ("APPROVE", ["low_risk"]),
+                       "evt-4": ("REVIEW", ["card_not_present", "micro_card_not_present"])}
+
+
 def test_ids_are_derived_and_every_decision_and_action_is_audited(spark):
     rules = DecisionConfig.model_validate({"policy_version": "p-unit-2", "review_score": 0.1, "decline_score": 0.5,
+                                           "high_amount_minor": 150_000,
                                            "weights": {"high_amount": 0.6, "card_not_present": 0.15}})
     events = spark.createDataFrame([event(1, "acct-1", 500, "ecommerce"), event(2, "acct-1", 900_000, "moto"),
                                     event(3, "acct-1", 10, "card_present")], EVENTS)
