@@ -109,6 +109,9 @@ class PostgresConfig(_Section):
 
 
 POLICY_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$"
+# Sane bounds for the rules' thresholds (a value past them is a typo, and would overflow Spark's longs).
+MAX_THRESHOLD_MINOR = 10**12
+MAX_THRESHOLD_COUNT = 1_000_000
 DEFAULT_RULE_WEIGHTS = {"high_amount": 0.35, "card_not_present": 0.15, "micro_card_not_present": 0.45,
                         "high_velocity": 0.3, "many_countries": 0.2, "risky_merchant": 0.4, "risky_country": 0.45}
 
@@ -124,14 +127,14 @@ class DecisionConfig(_Section):
     """A score at or above this is REVIEW (opens a case)."""
     decline_score: float = Field(default=0.75, gt=0, le=1)
     """A score at or above this is DECLINE (blocks the card)."""
-    high_amount_minor: int = Field(default=300_000, ge=1)
+    high_amount_minor: int = Field(default=300_000, ge=1, le=MAX_THRESHOLD_MINOR)
     """Rule ``high_amount``: the amount, in minor units, from which it fires."""
-    micro_amount_minor: int = Field(default=300, ge=1)
+    micro_amount_minor: int = Field(default=300, ge=1, le=MAX_THRESHOLD_MINOR)
     """Rule ``micro_card_not_present``: a card-not-present amount, in minor units, below which it fires
     (card testing probes a stolen card with tiny online payments)."""
-    velocity_1d: int = Field(default=25, ge=1)
+    velocity_1d: int = Field(default=25, ge=1, le=MAX_THRESHOLD_COUNT)
     """Rule ``high_velocity``: transactions of the account in the last day, from which it fires."""
-    many_countries_30d: int = Field(default=9, ge=1)
+    many_countries_30d: int = Field(default=9, ge=1, le=MAX_THRESHOLD_COUNT)
     """Rule ``many_countries``: distinct countries of the account in 30 days, from which it fires."""
     risky_merchant_fraud_rate: float = Field(default=0.05, gt=0, le=1)
     """Rule ``risky_merchant``: the merchant's certified fraud rate from which it fires."""

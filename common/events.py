@@ -39,6 +39,7 @@ COUNTRIES = ("AT", "AU", "BE", "BR", "CA", "CH", "CN", "DE", "DK", "ES", "FI", "
              "IT", "JP", "MX", "NG", "NL", "NO", "NZ", "PL", "PT", "RO", "RU", "SE", "SG", "US", "ZA")
 Channel = Literal["card_present", "contactless", "ecommerce", "atm", "moto"]
 CHANNELS: tuple[str, ...] = get_args(Channel)
+CARD_NOT_PRESENT_CHANNELS = ("ecommerce", "moto")   # no card at the terminal: online and mail/phone order
 IDENTITY_FIELDS = ("event_id", "account_id", "card_id", "merchant_id")
 
 

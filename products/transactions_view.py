@@ -12,14 +12,13 @@ from pyspark.sql.types import (BooleanType, DateType, DecimalType, IntegerType, 
 from checks import spec
 from checks.spec import Check
 from common.catalog import TableSpec
-from common.events import CHANNELS, COUNTRIES, CURRENCIES, MAX_AMOUNT_MINOR
+from common.events import CARD_NOT_PRESENT_CHANNELS, CHANNELS, COUNTRIES, CURRENCIES, MAX_AMOUNT_MINOR
 from products.model import Inputs, Product
 from products.scopes import run_rows
 
 ADMITTED = "bronze.admitted_events"
 # ISO 4217 minor units of the contract's currencies: every one has 2 decimals except the yen.
 ZERO_DECIMAL_CURRENCIES = ("JPY",)
-CARD_NOT_PRESENT_CHANNELS = ("ecommerce", "moto")
 
 SCHEMA = StructType([StructField(name, kind) for name, kind in (
     ("event_id", StringType()), ("account_id", StringType()), ("card_id", StringType()),

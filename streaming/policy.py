@@ -15,12 +15,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from common.config import DecisionConfig
+from common.events import CARD_NOT_PRESENT_CHANNELS
 
 APPROVE, REVIEW, DECLINE = "APPROVE", "REVIEW", "DECLINE"
 OPEN_CASE, BLOCK_CARD = "open_case", "block_card"
 ACTION_FOR = {REVIEW: OPEN_CASE, DECLINE: BLOCK_CARD}
 NO_FEATURES, LOW_RISK = "no_certified_features", "low_risk"
-CARD_NOT_PRESENT_CHANNELS = ("ecommerce", "moto")
 FEATURE_COLUMNS = ("txn_count_1d", "txn_count_7d", "txn_count_30d", "distinct_countries_30d",
                    "card_not_present_share_30d")
 LINEAGE = ("run_id", "app_id", "batch_id")

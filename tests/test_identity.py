@@ -3,10 +3,12 @@ Python twins (the API models, the label import) on every kind of value."""
 
 from __future__ import annotations
 
+import re
+
 from pyspark.sql import functions as F
 
-from common.identity import (ID_PATTERN, PLACEHOLDERS, _ID_RE, is_placeholder, is_valid_identity,
-                             malformed_identity_column, placeholder_column)
+from common.identity import (ID_PATTERN, PLACEHOLDERS, is_placeholder, is_valid_identity, malformed_identity_column,
+                             placeholder_column)
 
 VALUES = sorted(PLACEHOLDERS) + [p.upper() for p in PLACEHOLDERS] + [
     # placeholders a separator or case away, and all-zero ids
@@ -29,5 +31,5 @@ def test_identity_columns_match_the_python_rules(spark):
     for row in rows:
         value = row["v"]
         assert row["placeholder"] is is_placeholder(value), (value, "placeholder")
-        assert row["malformed"] is not (value is not None and bool(_ID_RE.fullmatch(value))), (value, ID_PATTERN)
+        assert row["malformed"] is not (value is not None and bool(re.fullmatch(ID_PATTERN, value))), (value, ID_PATTERN)
         assert (row["placeholder"] or row["malformed"]) is not is_valid_identity(value), (value, "identity")

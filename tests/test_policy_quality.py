@@ -11,6 +11,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from common.config import DecisionConfig
+from common.events import CARD_NOT_PRESENT_CHANNELS
 from products import account_features
 from simulator.producer import accounts_for
 from simulator.world import build_world, generate
@@ -35,10 +36,12 @@ def holdout(spark):
     rows = [tuple(getattr(e, c) for c in COLUMNS) + (generated.truth[e.event_id].is_fraud,
                                                      generated.truth[e.event_id].scenario) for e in generated.events]
     events = spark.createDataFrame(rows, SCHEMA).withColumn("run_id", F.lit("r-holdout"))
-    view = events.withColumn("card_not_present", F.col("channel").isin(*policy.CARD_NOT_PRESENT_CHANNELS))
+    view = events.withColumn("card_not_present", F.col("channel").isin(*CARD_NOT_PRESENT_CHANNELS))
     features = account_features.transform({account_features.VIEW: view}, world.end, "r-holdout")
     merchants = spark.createDataFrame([], "merchant_id string, as_of timestamp, run_id string, fraud_rate double")
-    return events.cache(), features.cache(), merchants
+    yield events.cache(), features.cache(), merchants
+    events.unpersist()
+    features.unpersist()
 
 
 def labelled_decisions(holdout, config: DecisionConfig):
