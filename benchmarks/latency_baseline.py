@@ -15,15 +15,25 @@ records appended as they come (position, Kafka timestamp, bytes), then that tabl
 second one (position and Kafka timestamp). No parsing, no deduplication, no policy: what two micro-batch
 loops in series cost on this machine, whatever they do.
 
+``--shape commits`` runs the floor with the commits the contract requires: the raw loops again, each batch
+cached and counted once (the receipt's one aggregate), then written as the governed loops write it, with
+(txnAppId, txnVersion) ids: three tables side by side (ingest: every record, then two 2% slices standing
+for duplicates and quarantine; decide: every record, a 2% slice for actions, every record again for
+audit), then a one-row receipt. Still no parsing, deduplication, policy or gate: what the idempotent
+commits alone cost two loops in series. ``--shape plain-commits`` makes the same commits without txn ids:
+what they would cost once Delta's txn lookup stops rebuilding the table state (delta-io/delta#6929).
+
 Usage (by ``benchmarks/decide_bench.py``): ``python -m benchmarks.latency_baseline ingest|decide --config C
---home H --out DIR --trigger-seconds N [--lateness "8 days"] [--shape careful|raw]``; SIGINT or SIGTERM stops
-the query, exit code 130.
+--home H --out DIR --trigger-seconds N [--lateness "8 days"] [--shape careful|raw|commits|plain-commits]``;
+SIGINT or SIGTERM stops the query, exit code 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import uuid
+from functools import partial
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -35,13 +45,14 @@ from common.config import Settings, load_settings
 from common.endpoints import kafka_bootstrap
 from common.edge import guarded
 from common.jobspec import MAX_TRIGGER_SECONDS
-from common.spark import build_session
+from common.spark import build_session, cached, concurrently
 from streaming import decide, policy
 from streaming import ingest as lane
 from streaming.query import await_or_stop_on_signal
 
 STREAMS = ("ingest", "decide")
-SHAPES = ("careful", "raw")
+SHAPES = ("careful", "raw", "commits", "plain-commits")
+SLICE = 50            # the commit floor's small tables hold every SLICE-th record (2%)
 POSITION = ("partition", "offset")   # a record's place on the topic: the raw floor's key
 
 
@@ -60,15 +71,15 @@ def checkpoint(out: Path, stream: str) -> str:
 def ingest_frame(spark: SparkSession, settings: Settings, lateness: str, shape: str) -> DataFrame:
     source = lane.kafka_source(spark, settings, kafka_bootstrap(settings))
     keep = (*POSITION, F.col("timestamp").alias("kafka_timestamp"))
-    if shape == "raw":
+    if shape != "careful":
         return source.select(*keep, "value")
     return careful_pipeline(source, keep=keep, lateness=lateness, streaming=True)
 
 
 def decide_frame(spark: SparkSession, settings: Settings, out: Path, shape: str) -> DataFrame:
     """The policy over the careful events; the features are read once, at the versions the gate certifies now.
-    The raw floor passes each record's position and Kafka timestamp on, and reads no feature."""
-    if shape == "raw":
+    The floors pass each record's position and Kafka timestamp on, and read no feature."""
+    if shape != "careful":
         return (spark.readStream.format("delta").option("maxFilesPerTrigger", settings.decision.max_files_per_trigger)
                 .load(events_path(out)).select(*POSITION, "kafka_timestamp"))
     features, merchants = gate.certified_all(spark, settings.tables_root, [decide.FEATURES, decide.MERCHANTS])
@@ -78,14 +89,42 @@ def decide_frame(spark: SparkSession, settings: Settings, out: Path, shape: str)
                          policy.latest_per(merchants.frame, "merchant_id"), settings.decision)
 
 
+class CommitFloorWriter:
+    """The commit floor's batch function: the governed loops' commits, none of their work."""
+
+    def __init__(self, stream: str, target: str, out: Path, txn: bool = True):
+        # one process, one checkpoint, never restarted: a fresh app id is safe here
+        self.app_id = f"floor-{stream}-{uuid.uuid4().hex}" if txn else None
+        every, small = (lambda rows: rows), (lambda rows: rows.where(F.col("offset") % SLICE == 0))
+        second, third = (small, small) if stream == "ingest" else (small, every)
+        self.tables = [(target, every), (str(out / f"{stream}-second"), second), (str(out / f"{stream}-third"), third)]
+        self.receipts = str(out / f"{stream}-receipts")
+
+    def _append(self, frame: DataFrame, path: str, batch_id: int) -> None:
+        writer = frame.write.format("delta").mode("append")
+        if self.app_id is not None:
+            writer = writer.option("txnAppId", self.app_id).option("txnVersion", str(batch_id))
+        writer.save(path)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        with cached(batch) as rows:
+            count = rows.count()
+            concurrently(rows.sparkSession, *[partial(self._append, shape(rows), path, batch_id)
+                                              for path, shape in self.tables])
+        receipt = batch.sparkSession.createDataFrame([(batch_id, count)], "batch_id long, records long")
+        self._append(receipt, self.receipts, batch_id)
+
+
 def run(stream: str, settings: Settings, out: Path, trigger_seconds: int, lateness: str,
         shape: str = "careful") -> int:
     spark = build_session(settings, f"ledgerlane-latency-baseline-{shape}-{stream}")
     frame, target = ((ingest_frame(spark, settings, lateness, shape), events_path(out)) if stream == "ingest"
                      else (decide_frame(spark, settings, out, shape), decisions_path(out)))
-    query = (frame.writeStream.format("delta").option("checkpointLocation", checkpoint(out, stream))
-             .queryName(f"baseline-{shape}-{stream}").trigger(processingTime=f"{trigger_seconds} seconds")
-             .start(target))
+    writer = frame.writeStream.option("checkpointLocation", checkpoint(out, stream))
+    writer = (writer.foreachBatch(CommitFloorWriter(stream, target, out, txn=shape == "commits"))
+              if shape.endswith("commits") else writer.format("delta").option("path", target))
+    query = (writer.queryName(f"baseline-{shape}-{stream}").trigger(processingTime=f"{trigger_seconds} seconds")
+             .start())
     try:
         await_or_stop_on_signal(query)
     except KeyboardInterrupt:
@@ -105,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lateness", default="1 day",
                         help="the ingest watermark's delay: at least the event-time span of the traffic")
     parser.add_argument("--shape", choices=SHAPES, default="careful",
-                        help="careful: what a team would run instead; raw: the floor, two loops doing no work")
+                        help="careful: what a team would run instead; raw: the floor, two loops doing no work; "
+                        "commits: the floor with the governed loops' idempotent commits; plain-commits: "
+                        "the same commits without txn ids")
     parser.add_argument("--verbose", action="store_true", help="print the stack trace of an error")
     args = parser.parse_args(argv)
     if not 1 <= args.trigger_seconds <= MAX_TRIGGER_SECONDS:

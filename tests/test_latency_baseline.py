@@ -27,3 +27,27 @@ def test_a_missing_configuration_is_the_projects_error_without_a_trace(tmp_path,
     assert code not in (0, 1)
     assert err.startswith("error: ") and "missing.toml" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("stream, third_rows", [("ingest", 2), ("decide", 100)])
+def test_the_commit_floor_makes_the_contracts_commits_once_per_batch(spark, tmp_path, stream, third_rows):
+    """Every record to the first table, a 2% slice to the second, the third as the stream's contract has
+    it, then a receipt; a replayed batch writes nothing again, as the governed loops' txn ids ensure."""
+    writer = latency_baseline.CommitFloorWriter(stream, str(tmp_path / "first"), tmp_path)
+    batch = spark.range(100).selectExpr("0 as partition", "id as offset")
+    for _ in range(2):   # the batch, then its replay
+        writer(batch, 0)
+    count = lambda path: spark.read.format("delta").load(str(path)).count()  # noqa: E731
+    assert count(tmp_path / "first") == 100
+    assert count(tmp_path / f"{stream}-second") == 2
+    assert count(tmp_path / f"{stream}-third") == third_rows
+    assert spark.read.format("delta").load(str(tmp_path / f"{stream}-receipts")).collect()[0].asDict() == \
+        {"batch_id": 0, "records": 100}
+
+
+def test_the_plain_commit_floor_has_no_txn_ids_so_a_replay_writes_again(spark, tmp_path):
+    writer = latency_baseline.CommitFloorWriter("ingest", str(tmp_path / "first"), tmp_path, txn=False)
+    batch = spark.range(10).selectExpr("0 as partition", "id as offset")
+    writer(batch, 0)
+    writer(batch, 0)
+    assert spark.read.format("delta").load(str(tmp_path / "first")).count() == 20
