@@ -772,14 +772,14 @@ def run_baseline_latency(spark: SparkSession, home: Path, root: Path, pg: dict, 
     streams["baseline-decide"] = start_baseline(lane, "decide", out, trigger_seconds, shape)
     starts, sent, stopped = steady_window(spark, lane, streams, seconds, f"{shape} baseline latency",
                                           done=lambda ends: baseline_decided_everything(spark, lane, out, ends))
-    batches = {name: loop_batches(baseline.checkpoint(out, name)) for name in baseline.STREAMS}
+    batches = {name: loop_batches(spark, baseline.checkpoint(out, name)) for name in baseline.STREAMS}
     return {**baseline_figures(spark, out, starts, shape), "sent": sent, "stopped": stopped, "batches": batches}
 
 
-def loop_batches(checkpoint: str) -> dict[int, float]:
+def loop_batches(spark: SparkSession, checkpoint: str) -> dict[int, float]:
     """Seconds from plan to commit of every batch a loop committed (the first, which starts the query, left out)."""
-    committed = {int(name) for name in os.listdir(Path(checkpoint.removeprefix("file:")) / "commits") if name.isdigit()}
-    return {b: end - start for b, (start, end) in batch_clock(checkpoint, committed - {0}).items()}
+    committed = set(ckpt.batch_ids(spark, checkpoint, "commits")) - {0}
+    return {b: end - start for b, (start, end) in batch_clock(checkpoint, committed).items()}
 
 
 def median(values: list[float]) -> float:
