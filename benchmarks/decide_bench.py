@@ -1,7 +1,7 @@
 """Decide benchmarks (not a test): the decision stream side by side with what it costs to go without its
 guarantees, what a replayed batch costs, and how long an event waits for its decision.
 
-    .venv/bin/python -m benchmarks.decide_bench [--events 100000] [--rounds 2] [--latency-seconds 60]
+    .venv/bin/python -m benchmarks.decide_bench [--events 100000] [--rounds 3] [--latency-seconds 60]
                                                 [--trigger-seconds 2] [--quick] [--home PATH] [--json PATH]
 
 Every lane is prepared as a run prepares it: simulated traffic on a topic of its own, governed ingest until
@@ -896,7 +896,7 @@ def scratch_postgres(settings: Settings) -> tuple[dict, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="decide_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="valid events per throughput lane")
-    parser.add_argument("--rounds", type=int, default=2, help="throughput rounds, one prepared lane each")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds, one prepared lane each")
     parser.add_argument("--latency-seconds", type=int, default=60, help="measured steady window")
     parser.add_argument("--trigger-seconds", type=int, default=2, help="both streams' trigger in the latency part")
     parser.add_argument("--quick", action="store_true", help="smoke size: 5,000 events, a 30 s latency window")

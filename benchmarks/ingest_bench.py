@@ -221,7 +221,7 @@ def _inside(s: dict[str, float]) -> list[tuple[str, float]]:
     writes = {k: v for k, v in s.items() if k.startswith("write ")}
     receipt = writes.get("write meta.ingest_receipts", 0.0)
     return [
-        ("batch claim (ledgerlane-batch.json)",
+        ("batch claim and plan building (the validate and classify selects, before any job)",
          s["batch function"] - s["kafka read + validate + cache + dates"] - s["classify + counts + writes"]),
         ("kafka read + validate + cache + dates", s["kafka read + validate + cache + dates"]),
         ("classify (dedup vs batch and history) + cache + receipt counts",

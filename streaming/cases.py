@@ -113,13 +113,13 @@ def open_cases(spark: SparkSession, settings: Settings, run_id: str, *, until_ca
     spec = query.DeltaSource("cases", paths.actions, checkpoint_location(settings), paths.receipts, paths.apps,
                              MAX_FILES_PER_TRIGGER)
     params = postgres_params(settings)
-    identity, seconds = query.run_over_delta(
-        spark, spec, run_id, lambda identity: CaseBatchWriter(paths, run_id, identity, params),
+    run = query.run_over_delta(
+        spark, spec, run_id, lambda identity, _checked: CaseBatchWriter(paths, run_id, identity, params),
         until_caught_up=until_caught_up, trigger_seconds=trigger_seconds, progress=progress)
     receipts = tables.read_or_empty(spark, paths.receipts, RECEIPT_SCHEMA).where(F.col("run_id") == run_id)
     totals = receipts.agg(F.count(F.lit(1)).alias("batches"), F.coalesce(F.sum("actions"), F.lit(0)).alias("actions"),
                           F.coalesce(F.sum("cases_opened"), F.lit(0)).alias("cases")).first().asDict()
-    return {"run_id": run_id, "app_id": identity.app_id, **totals, "seconds": round(seconds, 2)}
+    return {"run_id": run_id, "app_id": run.identity.app_id, **totals, "seconds": round(run.seconds, 2)}
 
 
 def describe(summary: dict) -> str:

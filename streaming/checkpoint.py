@@ -2,7 +2,8 @@
 
 Delta skips a write whose (txnAppId, txnVersion) it has already seen. The app id therefore belongs to
 one checkpoint: a fresh or reset checkpoint restarting at batch 0 under an old app id would have its
-writes skipped silently. ``ensure_identity`` makes that combination impossible or refuses it.
+writes skipped silently. ``check_identity`` refuses that combination, and ``record_identity``
+writes a new identity only once every check of a start passed.
 """
 
 from __future__ import annotations
@@ -129,10 +130,19 @@ def source_range(spark: SparkSession, checkpoint: str, batch_id: int) -> tuple[s
     return (offsets(batch_id - 1) if batch_id > 0 else "start"), offsets(batch_id)
 
 
-def ensure_identity(spark: SparkSession, checkpoint: str, *, apps_path: str, receipts_path: str, run_id: str,
-                    stream: str, binding: dict, prior_work: Callable[[], str | None]) -> CheckpointIdentity:
-    """Read or create this checkpoint's identity; refuse every state in which Delta could skip writes
-    or the stream would read its source a second time.
+@dataclass(frozen=True)
+class IdentityCheck:
+    """What ``check_identity`` found: the checkpoint's identity, and whether it is still to be recorded."""
+
+    identity: CheckpointIdentity
+    new: bool
+
+
+def check_identity(spark: SparkSession, checkpoint: str, *, apps_path: str, receipts_path: str, stream: str,
+                   binding: dict, prior_work: Callable[[], str | None]) -> IdentityCheck:
+    """Read this checkpoint's identity, or plan a new one; refuse every state in which Delta could skip
+    writes or the stream would read its source a second time. It only reads, so a caller may run its own
+    checks beside it and record a new identity (``record_identity``) only once every check passed.
 
     ``binding`` is what the checkpoint's offsets refer to (for ingest: topic, epoch, topic id); an
     identity bound to something else is refused. ``prior_work`` describes receipts already written for
@@ -146,7 +156,9 @@ def ensure_identity(spark: SparkSession, checkpoint: str, *, apps_path: str, rec
                 f"checkpoint {checkpoint} has progress (batches up to {offsets[-1]}) but no {IDENTITY_FILE}: "
                 "it was not created by ledgerlane, so its Delta app id is unknown; use a new checkpoint location")
         _assert_not_replaced(spark, checkpoint, apps_path, prior_work)
-        return _create_identity(spark, checkpoint, apps_path, run_id, stream, binding)
+        planned = CheckpointIdentity(app_id=f"{stream}-{uuid.uuid4().hex}", checkpoint=checkpoint, stream=stream,
+                                     binding=binding)
+        return IdentityCheck(planned, new=True)
     identity = CheckpointIdentity.from_json(fs.read_text(spark, identity_path))
     # The two tables are read side by side; the checks then run in their order.
     homes, written = concurrently(spark, lambda: _registered_homes(spark, identity, apps_path),
@@ -154,7 +166,7 @@ def ensure_identity(spark: SparkSession, checkpoint: str, *, apps_path: str, rec
     _assert_registered_here(identity, checkpoint, homes)
     _assert_bound_to(identity, binding)
     _assert_checkpoint_not_behind(identity, written, offsets)
-    return identity
+    return IdentityCheck(identity, new=False)
 
 
 def _assert_not_replaced(spark: SparkSession, checkpoint: str, apps_path: str,
@@ -180,15 +192,15 @@ def _assert_not_replaced(spark: SparkSession, checkpoint: str, apps_path: str,
             "(docs/ingest.md, 'Starting over')")
 
 
-def _create_identity(spark: SparkSession, checkpoint: str, apps_path: str, run_id: str, stream: str,
-                     binding: dict) -> CheckpointIdentity:
-    identity = CheckpointIdentity(app_id=f"{stream}-{uuid.uuid4().hex}", checkpoint=checkpoint, stream=stream,
-                                  binding=binding)
-    row = [(identity.app_id, checkpoint, datetime.now(timezone.utc), run_id, stream,
-            json.dumps(binding, sort_keys=True))]
-    # Registry first, then the file: a file therefore always has a registry row behind it.
-    delta.append(spark.createDataFrame(row, APPS_SCHEMA), apps_path, APPS_TABLE, run_id)
-    fs.write_text(spark, f"{checkpoint}/{IDENTITY_FILE}", identity.to_json())
+def record_identity(spark: SparkSession, found: IdentityCheck, apps_path: str, run_id: str) -> CheckpointIdentity:
+    """Write a new identity planned by ``check_identity`` (an existing one is returned as it is).
+    Registry first, then the file: a file therefore always has a registry row behind it."""
+    identity = found.identity
+    if found.new:
+        row = [(identity.app_id, identity.checkpoint, datetime.now(timezone.utc), run_id, identity.stream,
+                json.dumps(identity.binding, sort_keys=True))]
+        delta.append(spark.createDataFrame(row, APPS_SCHEMA), apps_path, APPS_TABLE, run_id)
+        fs.write_text(spark, f"{identity.checkpoint}/{IDENTITY_FILE}", identity.to_json())
     return identity
 
 

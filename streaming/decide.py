@@ -227,27 +227,34 @@ def decide(spark: SparkSession, settings: Settings, run_id: str, *, until_caught
     paths, decision = DecideTables.from_root(settings.tables_root), settings.decision
     if not tables.exists(spark, paths.admitted):
         raise LedgerlaneError(f"nothing to decide: {paths.admitted} does not exist yet (run ingest first)")
-    # No PASS: decide nothing, exit 7. Read side by side with the receipts so far.
-    certified, prior = concurrently(spark,
-                                    lambda: gate.certified_all(spark, settings.tables_root, [FEATURES, MERCHANTS]),
-                                    lambda: prior_receipts(spark, paths.receipts, run_id, decision))
-    assert_policy_version_names_one_policy(prior, decision)
     spec = query.DeltaSource("decide", paths.admitted, checkpoint_location(settings), paths.receipts, paths.apps,
                              decision.max_files_per_trigger)
+
+    def preflight() -> tuple[list[gate.CertifiedProduct], list[dict]]:
+        # No PASS: decide nothing, exit 7. Read side by side with the receipts so far (and, by the
+        # runner, with the checkpoint's identity), before anything is written.
+        certified, prior = concurrently(spark,
+                                        lambda: gate.certified_all(spark, settings.tables_root, [FEATURES, MERCHANTS]),
+                                        lambda: prior_receipts(spark, paths.receipts, run_id, decision))
+        assert_policy_version_names_one_policy(prior, decision)
+        return certified, prior
+
     progress(f"deciding under policy {decision.policy_version}")
     writers: list[DecideBatchWriter] = []
 
-    def writer(identity: ckpt.CheckpointIdentity) -> DecideBatchWriter:
-        # Until caught up, the first batch starts at once and may use the gate's answer read above; a
+    def writer(identity: ckpt.CheckpointIdentity, checked: tuple) -> DecideBatchWriter:
+        # Until caught up, the first batch starts at once and may use the gate's answer the preflight read; a
         # continuous stream's first batch may come hours later, and asks the gate itself.
+        certified = checked[0] if until_caught_up else None
         writers.append(DecideBatchWriter(paths, settings.tables_root, run_id, identity, decision,
-                                         postgres_params(settings), certified if until_caught_up else None))
+                                         postgres_params(settings), certified))
         return writers[-1]
 
-    identity, seconds = query.run_over_delta(spark, spec, run_id, writer, until_caught_up=until_caught_up,
-                                             trigger_seconds=trigger_seconds, progress=progress)
+    run = query.run_over_delta(spark, spec, run_id, writer, until_caught_up=until_caught_up,
+                               trigger_seconds=trigger_seconds, progress=progress, preflight=preflight)
+    prior = run.checked[1]
     written = [receipt for w in writers for receipt in w.written]
-    return summarize([r for r in prior if r["run_id"] == run_id] + written, run_id, identity.app_id, seconds)
+    return summarize([r for r in prior if r["run_id"] == run_id] + written, run_id, run.identity.app_id, run.seconds)
 
 
 def summarize(receipts: list[dict], run_id: str, app_id: str, seconds: float) -> dict:

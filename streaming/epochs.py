@@ -73,10 +73,10 @@ def assert_reason(reason: str | None) -> str:
     return text
 
 
-def resolve(spark: SparkSession, path: str, snapshot: dict, run_id: str, *, new_epoch: bool,
+def resolve(spark: SparkSession, path: str, snapshot: dict, run_id: str, epoch: dict | None, *, new_epoch: bool,
             reason: str | None) -> dict:
-    """The epoch this ingest reads: the current one (refused if the bus changed), or a new one on request."""
-    epoch = current(spark, path, snapshot["topic"])
+    """The epoch this ingest reads: the current one (``epoch``, read by ``current``; refused if the bus
+    changed), or a new one on request."""
     if new_epoch:
         why = assert_reason(reason)
         return start(spark, path, snapshot, run_id, why, 1 if epoch is None else epoch["epoch"] + 1)

@@ -344,21 +344,26 @@ def prepare(spark: SparkSession, settings: Settings, run_id: str, snapshot: dict
             reason: str | None, progress: Callable[[str], None]) -> tuple[dict, dict, ckpt.CheckpointIdentity]:
     """Everything that must hold before the query may start: basis, epoch, checkpoint identity, no gap."""
     paths = IngestTables.from_root(settings.tables_root)
-    existing = run_basis.read_basis(spark, paths.basis, run_id)
+    # The run's basis (if it has one) and the topic's current epoch are read side by side.
+    existing, current = concurrently(spark, lambda: run_basis.read_basis(spark, paths.basis, run_id),
+                                     lambda: epochs.current(spark, paths.epochs, snapshot["topic"]))
     if existing is not None:
         assert_basis_is_this_topic(existing, snapshot)
-    epoch = epochs.resolve(spark, paths.epochs, snapshot, run_id, new_epoch=new_epoch, reason=reason)
+    epoch = epochs.resolve(spark, paths.epochs, snapshot, run_id, current, new_epoch=new_epoch, reason=reason)
     checkpoint = checkpoint_location(settings, epoch["epoch"])
     for name in ckpt.remove_orphan_checksums(spark, checkpoint):
         progress(f"removed {name}: the checksum of a file that no longer exists")
     binding = {"topic": snapshot["topic"], "epoch": epoch["epoch"], "topic_id": epoch["topic_id"]}
-    identity = ckpt.ensure_identity(spark, checkpoint, apps_path=paths.apps, receipts_path=paths.receipts,
-                                    run_id=run_id, stream="ingest", binding=binding,
-                                    prior_work=prior_receipts(spark, paths.receipts, snapshot["topic"], epoch["epoch"]))
+    found = ckpt.check_identity(spark, checkpoint, apps_path=paths.apps, receipts_path=paths.receipts,
+                                stream="ingest", binding=binding,
+                                prior_work=prior_receipts(spark, paths.receipts, snapshot["topic"], epoch["epoch"]))
     ckpt.assert_pending_batch_is_ours(spark, checkpoint, run_id)
     assert_nothing_lost(spark, checkpoint, snapshot)
     progress(f"recording run basis of topic {snapshot['topic']}")
-    basis = existing or run_basis.record_basis(spark, paths.basis, run_id, snapshot)
+    # Every check passed: a new checkpoint identity and a new basis are recorded side by side.
+    identity, basis = concurrently(
+        spark, lambda: ckpt.record_identity(spark, found, paths.apps, run_id),
+        lambda: existing or run_basis.record_basis(spark, paths.basis, run_id, snapshot))
     return basis, epoch, identity
 
 

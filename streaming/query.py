@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
@@ -32,8 +33,10 @@ from pyspark.sql.streaming import StreamingQuery
 from common import tables
 from common.errors import LedgerlaneError, ServiceError, StateDrift
 from common.locks import FileLock
+from common.spark import concurrently
 from streaming import checkpoint as ckpt
 
+T = TypeVar("T")
 KAFKA_METRICS_NPE = "KafkaMicroBatchStream"
 POLL_S = 1.0
 
@@ -174,33 +177,50 @@ def source_table_id(spark: SparkSession, path: str) -> str:
 
 
 def prior_work(spark: SparkSession, spec: DeltaSource, table_id: str) -> Callable[[], str | None]:
-    """Receipts already written by checkpoints of this stream bound to this source table."""
+    """Receipts already written by checkpoints of this stream bound to this source table. The registry
+    and the receipts' app ids are read side by side (both are small: a row per checkpoint, per batch)."""
     def describe_prior() -> str | None:
-        apps = [row.app_id for row in tables.read_or_empty(spark, spec.apps, ckpt.APPS_SCHEMA)
-                .where((F.col("stream") == spec.stream) & F.col("binding").contains(table_id)).select("app_id")
-                .collect()]
-        if not apps:   # no checkpoint of this stream was ever bound to this table: no receipt can be one of its
-            return None
-        receipts = tables.read_or_empty(spark, spec.receipts, "app_id string, batch_id long")
-        batches = receipts.where(F.col("app_id").isin(*apps)).count()
+        apps, written = concurrently(
+            spark,
+            lambda: {row.app_id for row in tables.read_or_empty(spark, spec.apps, ckpt.APPS_SCHEMA)
+                     .where((F.col("stream") == spec.stream) & F.col("binding").contains(table_id))
+                     .select("app_id").collect()},
+            lambda: (tables.read_or_empty(spark, spec.receipts, "app_id string, batch_id long")
+                     .groupBy("app_id").count().collect()))
+        batches = sum(row["count"] for row in written if row.app_id in apps)
         return f"{batches} {spec.stream} batches already ran over this source table" if batches else None
     return describe_prior
 
 
+@dataclass(frozen=True)
+class StreamRun(Generic[T]):
+    identity: ckpt.CheckpointIdentity
+    seconds: float   # how long the query ran
+    checked: T       # what the stream's own ``preflight`` returned
+
+
 def run_over_delta(spark: SparkSession, spec: DeltaSource, run_id: str,
-                   make_writer: Callable[[ckpt.CheckpointIdentity], BatchFunction], *, until_caught_up: bool,
-                   trigger_seconds: int, progress: Callable[[str], None]) -> tuple[ckpt.CheckpointIdentity, float]:
-    """Check the checkpoint, then run the stream (availableNow, or a processing-time trigger); returns
-    its identity and how long the query ran."""
+                   make_writer: Callable[[ckpt.CheckpointIdentity, T], BatchFunction], *, until_caught_up: bool,
+                   trigger_seconds: int, progress: Callable[[str], None],
+                   preflight: Callable[[], T] = lambda: None) -> StreamRun[T]:
+    """Check the checkpoint, then run the stream (availableNow, or a processing-time trigger).
+
+    ``preflight`` is the stream's own reads and checks (e.g. the read gate). It runs beside the
+    checkpoint's reads; its error is raised first, and a new checkpoint identity is recorded only once
+    both passed, so a refused start writes nothing. Its result goes to ``make_writer``.
+    """
     table_id = source_table_id(spark, spec.source)
     with exclusive(spec.checkpoint):
         for name in ckpt.remove_orphan_checksums(spark, spec.checkpoint):
             progress(f"removed {name}: the checksum of a file that no longer exists")
-        identity = ckpt.ensure_identity(spark, spec.checkpoint, apps_path=spec.apps, receipts_path=spec.receipts,
-                                        run_id=run_id, stream=spec.stream, binding={"source_table_id": table_id},
-                                        prior_work=prior_work(spark, spec, table_id))
+        checked, found = concurrently(
+            spark, preflight,
+            lambda: ckpt.check_identity(spark, spec.checkpoint, apps_path=spec.apps, receipts_path=spec.receipts,
+                                        stream=spec.stream, binding={"source_table_id": table_id},
+                                        prior_work=prior_work(spark, spec, table_id)))
         ckpt.assert_pending_batch_is_ours(spark, spec.checkpoint, run_id)
-        writer = make_writer(identity)
+        identity = ckpt.record_identity(spark, found, spec.apps, run_id)
+        writer = make_writer(identity, checked)
         stream = (spark.readStream.format("delta").option("maxFilesPerTrigger", spec.max_files).load(spec.source)
                   .writeStream.foreachBatch(writer).option("checkpointLocation", spec.checkpoint)
                   .queryName(f"{spec.stream}-{run_id}"))
@@ -209,4 +229,4 @@ def run_over_delta(spark: SparkSession, spec: DeltaSource, run_id: str,
         progress(f"{spec.stream}: app id {identity.app_id}")
         started = time.monotonic()
         run_to_end(spark, stream.start, spec.checkpoint, writer)
-    return identity, time.monotonic() - started
+    return StreamRun(identity, time.monotonic() - started, checked)

@@ -21,12 +21,13 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from batch.inputs import CUTOFF, DAY1, admitted_row, good_events, label_row, write_admitted, write_labels
-from common import catalog
+from common import catalog, tables
 from common.config import DecisionConfig
 from common.errors import IdentityError, StateDrift, UncertifiedProductError
 from helpers import PASSWORD_ENV, cli, table_state
 from jobs import build, rerun
 from jobs.batch_context import BatchContext
+from streaming import checkpoint as ckpt
 from streaming import policy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -382,6 +383,9 @@ def test_a_feature_product_without_any_pass_stops_the_stream_before_it_decides(s
     assert code == UncertifiedProductError.exit_code
     assert "gold.account_features" in err and "no certification at all" in err
     assert not (tmp_path / "tables" / "decision").exists()
+    # The gate is read beside the checkpoint's identity; a refused start records no identity either.
+    assert not (tmp_path / "checkpoints" / "decide" / ckpt.IDENTITY_FILE).exists()
+    assert not tables.exists(spark, catalog.location(local.tables_root, ckpt.APPS_TABLE))
 
 
 def test_the_case_worker_fails_visibly_while_the_database_is_down_and_then_catches_up(spark, tmp_path):

@@ -145,9 +145,9 @@ def test_reset_checkpoint_reusing_the_app_id_is_refused(spark, settings, kafka_b
 
 
 def identity_of(spark, paths, checkpoint: Path, run_id: str):
-    return ckpt.ensure_identity(spark, str(checkpoint), apps_path=paths.apps, receipts_path=paths.receipts,
-                                run_id=run_id, stream="ingest", binding={"topic": "t", "epoch": 1},
-                                prior_work=lambda: None)
+    found = ckpt.check_identity(spark, str(checkpoint), apps_path=paths.apps, receipts_path=paths.receipts,
+                                stream="ingest", binding={"topic": "t", "epoch": 1}, prior_work=lambda: None)
+    return ckpt.record_identity(spark, found, paths.apps, run_id)
 
 
 def test_copied_checkpoint_identity_is_refused(spark, settings, tmp_path):
