@@ -36,9 +36,11 @@ def ensure_basis(spark: SparkSession, basis_path: str, run_id: str, snapshot) ->
     return record_basis(spark, basis_path, run_id, snapshot())
 
 
-def record_basis(spark: SparkSession, basis_path: str, run_id: str, snap: dict) -> dict:
-    """Record the run's basis unless it has one already; returns the one recorded (the first capture)."""
-    row = {**snap, "run_id": run_id, "captured_at": datetime.now(timezone.utc)}
+def record_basis(spark: SparkSession, basis_path: str, run_id: str, snap: dict,
+                 captured_at: datetime | None = None) -> dict:
+    """Record the run's basis unless it has one already; returns the one recorded (the first capture).
+    ``captured_at`` is when the snapshot was read (now, if not given)."""
+    row = {**snap, "run_id": run_id, "captured_at": captured_at or datetime.now(timezone.utc)}
     frame = spark.createDataFrame([row], BASIS_SCHEMA)
     # txn keyed by run: two racing starters record one basis, never two.
     delta.append(frame, basis_path, "meta.run_basis", run_id, txn=(f"basis-{run_id}", 0))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -139,3 +139,14 @@ def concurrently(spark: SparkSession, *actions: Callable[[], T]) -> list[T]:
         futures = [pool.submit(inheritable_thread_target(spark)(action)) for action in actions]
     # Leaving the block waited for every action; only now is a failure raised.
     return [future.result() for future in futures]
+
+
+@contextmanager
+def alongside(spark: SparkSession, action: Callable[[], T]) -> Iterator[Future]:
+    """Run a Spark action in a thread (inheriting the caller's job group and local properties, as
+    ``concurrently`` does) while the block runs; the block gets its future, whose ``result()`` waits for
+    it and raises its failure. Leaving the block, normally or by an exception, waits for the action, so
+    it never outlives its caller. For work nothing in the block needs until it asks (a write, or
+    building expressions while the block waits on Spark)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledgerlane-alongside") as pool:
+        yield pool.submit(inheritable_thread_target(spark)(action))

@@ -10,6 +10,7 @@ recorded with who asked (the run id), when and why, and read through a fresh che
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from pyspark.sql import SparkSession
@@ -31,14 +32,39 @@ def current(spark: SparkSession, path: str, topic: str) -> dict | None:
     return rows[0].asDict() if rows else None
 
 
-def start(spark: SparkSession, path: str, snapshot: dict, run_id: str, reason: str, number: int) -> dict:
-    """Record epoch ``number`` of the snapshot's topic. Two racing starters record it once (txn per number)."""
-    row = {"topic": snapshot["topic"], "epoch": number, "cluster_id": snapshot["cluster_id"],
-           "topic_id": snapshot["topic_id"], "partitions": len(snapshot["partitions"]), "reason": reason,
-           "run_id": run_id, "started_at": datetime.now(timezone.utc)}
-    delta.append(spark.createDataFrame([row], SCHEMA), path, TABLE, run_id,
-                 txn=(f"epoch-{snapshot['topic']}", number))
-    return current(spark, path, snapshot["topic"])
+@dataclass(frozen=True)
+class EpochPlan:
+    """The epoch an ingest reads (``row``), and whether it is new: recorded by ``record`` once every
+    check of the start has passed."""
+
+    row: dict
+    new: bool
+
+
+def new_row(snapshot: dict, run_id: str, reason: str, number: int) -> dict:
+    return {"topic": snapshot["topic"], "epoch": number, "cluster_id": snapshot["cluster_id"],
+            "topic_id": snapshot["topic_id"], "partitions": len(snapshot["partitions"]), "reason": reason,
+            "run_id": run_id, "started_at": datetime.now(timezone.utc)}
+
+
+def record(spark: SparkSession, path: str, plan: EpochPlan) -> dict:
+    """Record a new epoch (an existing one is returned as it is). Two racing starters record it once
+    (txn per number); the row read back must then be the incarnation this start planned for."""
+    if not plan.new:
+        return plan.row
+    row = plan.row
+    delta.append(spark.createDataFrame([row], SCHEMA), path, TABLE, row["run_id"],
+                 txn=(f"epoch-{row['topic']}", row["epoch"]))
+    recorded = current(spark, path, row["topic"])
+    if recorded is None or (recorded["epoch"], recorded["topic_id"], recorded["cluster_id"]) != (
+            row["epoch"], row["topic_id"], row["cluster_id"]):
+        found = "nothing" if recorded is None else (
+            f"epoch {recorded['epoch']} of topic id {recorded['topic_id']} by run {recorded['run_id']}")
+        raise StateDrift(
+            f"ingest planned epoch {row['epoch']} of topic {row['topic']} (topic id {row['topic_id']}), but "
+            f"meta.topic_epochs now holds {found}: another start recorded an epoch at the same time. "
+            "This run reads nothing; start it again")
+    return recorded
 
 
 def differences(epoch: dict, snapshot: dict) -> list[str]:
@@ -73,14 +99,13 @@ def assert_reason(reason: str | None) -> str:
     return text
 
 
-def resolve(spark: SparkSession, path: str, snapshot: dict, run_id: str, epoch: dict | None, *, new_epoch: bool,
-            reason: str | None) -> dict:
+def plan(snapshot: dict, run_id: str, epoch: dict | None, *, new_epoch: bool, reason: str | None) -> EpochPlan:
     """The epoch this ingest reads: the current one (``epoch``, read by ``current``; refused if the bus
-    changed), or a new one on request."""
+    changed), or a new one on request (or on the topic's first ingest). Nothing is written here."""
     if new_epoch:
         why = assert_reason(reason)
-        return start(spark, path, snapshot, run_id, why, 1 if epoch is None else epoch["epoch"] + 1)
+        return EpochPlan(new_row(snapshot, run_id, why, 1 if epoch is None else epoch["epoch"] + 1), new=True)
     if epoch is None:
-        return start(spark, path, snapshot, run_id, "first ingest of the topic", 1)
+        return EpochPlan(new_row(snapshot, run_id, "first ingest of the topic", 1), new=True)
     assert_bus_matches(epoch, snapshot)
-    return epoch
+    return EpochPlan(epoch, new=False)

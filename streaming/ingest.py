@@ -30,7 +30,7 @@ from common.events import ALL_FIELDS
 from common.faults import crash_if_requested
 from common.run import assert_run_id
 from common.secrets import spark_kafka_security
-from common.spark import cached, concurrently, with_batch_values
+from common.spark import alongside, cached, concurrently, with_batch_values
 from streaming import checkpoint as ckpt
 from streaming import epochs, query
 from streaming.dedup import ADMITTED, DUPLICATE, QUARANTINED, classify
@@ -168,11 +168,12 @@ def history_slice(admitted: DataFrame, window: list[date], app_id: str, batch_id
 class IngestBatchWriter(query.BatchFunction):
     """Called by Spark once per micro-batch (and again for a replayed one); writes synchronously."""
 
-    def __init__(self, paths: IngestTables, run_id: str, identity: ckpt.CheckpointIdentity):
+    def __init__(self, paths: IngestTables, run_id: str, identity: ckpt.CheckpointIdentity,
+                 validate: Validator | None = None):
         self.paths, self.run_id, self.app_id = paths, run_id, identity.app_id
         self.checkpoint, self.source = identity.checkpoint, identity.binding
         self.receipts_path = paths.receipts
-        self.validate = Validator()
+        self.validate = validate or Validator()
 
     def write(self, batch: DataFrame, batch_id: int) -> None:
         ckpt.claim_batch(batch.sparkSession, self.checkpoint, batch_id, self.run_id)
@@ -267,9 +268,10 @@ def kafka_source(spark: SparkSession, settings: Settings, bootstrap: str) -> Dat
 
 
 def run_query(spark: SparkSession, settings: Settings, run_id: str, identity: ckpt.CheckpointIdentity,
-              bootstrap: str, *, until_caught_up: bool, trigger_seconds: int) -> None:
+              bootstrap: str, *, until_caught_up: bool, trigger_seconds: int,
+              validate: Validator | None = None) -> None:
     paths = IngestTables.from_root(settings.tables_root)
-    writer = IngestBatchWriter(paths, run_id, identity)
+    writer = IngestBatchWriter(paths, run_id, identity, validate)
     publisher = CommittedOffsetPublisher(spark, identity.checkpoint, bootstrap, settings.kafka.consumer_group,
                                          settings.kafka.topic)
     stream = (kafka_source(spark, settings, bootstrap).writeStream.foreachBatch(writer)
@@ -341,30 +343,40 @@ def prior_receipts(spark: SparkSession, receipts_path: str, topic: str, epoch: i
 
 
 def prepare(spark: SparkSession, settings: Settings, run_id: str, snapshot: dict, *, new_epoch: bool,
-            reason: str | None, progress: Callable[[str], None]) -> tuple[dict, dict, ckpt.CheckpointIdentity]:
-    """Everything that must hold before the query may start: basis, epoch, checkpoint identity, no gap."""
+            reason: str | None, progress: Callable[[str], None]) -> tuple[dict | None, dict, ckpt.CheckpointIdentity]:
+    """Everything that must hold before the query may start: the run's basis (if it has one) names this
+    topic, the epoch matches the bus, the checkpoint's identity, no gap. Returns the basis found (None
+    for a new run: ``ingest`` records it while the query runs), the epoch and the identity."""
     paths = IngestTables.from_root(settings.tables_root)
     # The run's basis (if it has one) and the topic's current epoch are read side by side.
     existing, current = concurrently(spark, lambda: run_basis.read_basis(spark, paths.basis, run_id),
                                      lambda: epochs.current(spark, paths.epochs, snapshot["topic"]))
     if existing is not None:
         assert_basis_is_this_topic(existing, snapshot)
-    epoch = epochs.resolve(spark, paths.epochs, snapshot, run_id, current, new_epoch=new_epoch, reason=reason)
-    checkpoint = checkpoint_location(settings, epoch["epoch"])
+    planned = epochs.plan(snapshot, run_id, current, new_epoch=new_epoch, reason=reason)
+    number = planned.row["epoch"]
+    checkpoint = checkpoint_location(settings, number)
     for name in ckpt.remove_orphan_checksums(spark, checkpoint):
         progress(f"removed {name}: the checksum of a file that no longer exists")
-    binding = {"topic": snapshot["topic"], "epoch": epoch["epoch"], "topic_id": epoch["topic_id"]}
+    binding = {"topic": snapshot["topic"], "epoch": number, "topic_id": planned.row["topic_id"]}
     found = ckpt.check_identity(spark, checkpoint, apps_path=paths.apps, receipts_path=paths.receipts,
                                 stream="ingest", binding=binding,
-                                prior_work=prior_receipts(spark, paths.receipts, snapshot["topic"], epoch["epoch"]))
+                                prior_work=prior_receipts(spark, paths.receipts, snapshot["topic"], number))
     ckpt.assert_pending_batch_is_ours(spark, checkpoint, run_id)
     assert_nothing_lost(spark, checkpoint, snapshot)
-    progress(f"recording run basis of topic {snapshot['topic']}")
-    # Every check passed: a new checkpoint identity and a new basis are recorded side by side.
-    identity, basis = concurrently(
-        spark, lambda: ckpt.record_identity(spark, found, paths.apps, run_id),
-        lambda: existing or run_basis.record_basis(spark, paths.basis, run_id, snapshot))
-    return basis, epoch, identity
+    # Every check passed: a new epoch and a new checkpoint identity are recorded side by side.
+    epoch, identity = concurrently(spark, lambda: epochs.record(spark, paths.epochs, planned),
+                                   lambda: ckpt.record_identity(spark, found, paths.apps, run_id))
+    return existing, epoch, identity
+
+
+def record_run_basis(spark: SparkSession, path: str, run_id: str, snapshot: dict,
+                     captured_at: datetime | None = None) -> dict:
+    """Record the snapshot (read at ``captured_at``) as the run's basis; the basis read back must name
+    this topic (a start of the same run on another topic, at the same moment, may have recorded its own)."""
+    basis = run_basis.record_basis(spark, path, run_id, snapshot, captured_at)
+    assert_basis_is_this_topic(basis, snapshot)
+    return basis
 
 
 def ingest(spark: SparkSession, settings: Settings, run_id: str, *, until_caught_up: bool = True,
@@ -379,19 +391,33 @@ def ingest(spark: SparkSession, settings: Settings, run_id: str, *, until_caught
     paths = IngestTables.from_root(settings.tables_root)
     bootstrap = kafka_bootstrap(settings)
     snapshot = kafka_admin.topic_snapshot(bootstrap, settings.kafka.topic)
+    captured_at = datetime.now(timezone.utc)   # the basis's time is when the bus was read, not when it is recorded
     with query.exclusive(topic_folder(settings)):
-        basis, epoch, identity = prepare(spark, settings, run_id, snapshot, new_epoch=new_epoch, reason=reason,
-                                         progress=progress)
+        # The validator's ~1,000 column expressions (about a second of py4j calls) are built beside the
+        # start's reads and checks, which mostly wait on Spark and the Delta log.
+        with alongside(spark, Validator) as validator:
+            existing, epoch, identity = prepare(spark, settings, run_id, snapshot, new_epoch=new_epoch,
+                                                reason=reason, progress=progress)
+            validate = validator.result()
+        if existing is None:
+            progress(f"recording run basis of topic {snapshot['topic']}")
         progress(f"ingesting epoch {epoch['epoch']} (app id {identity.app_id})")
-        started = time.monotonic()
-        run_query(spark, settings, run_id, identity, bootstrap, until_caught_up=until_caught_up,
-                  trigger_seconds=trigger_seconds)
-        seconds = time.monotonic() - started
+        # A new run's basis is recorded while the query runs: nothing in the query reads it, and the
+        # caught-up proof waits for it. A failed query still waits for it (and raises its own error).
+        def basis_of_run() -> dict:
+            return existing or record_run_basis(spark, paths.basis, run_id, snapshot, captured_at)
+
+        with alongside(spark, basis_of_run) as basis:
+            started = time.monotonic()
+            run_query(spark, settings, run_id, identity, bootstrap, until_caught_up=until_caught_up,
+                      trigger_seconds=trigger_seconds, validate=validate)
+            seconds = time.monotonic() - started
+            recorded = basis.result()
         committed_batch, committed = ckpt.committed_offsets(spark, identity.checkpoint, snapshot["topic"])
         # The proof is written and the run's receipts are summed side by side (neither reads the other).
         proof, totals = concurrently(
             spark,
-            lambda: run_basis.record_caught_up(spark, paths.caught_up, run_id, identity.app_id, basis,
+            lambda: run_basis.record_caught_up(spark, paths.caught_up, run_id, identity.app_id, recorded,
                                                committed_batch, committed),
             lambda: run_totals(spark, paths.receipts, run_id))
     summary = {"run_id": run_id, "app_id": identity.app_id, "topic": snapshot["topic"], "epoch": epoch["epoch"],

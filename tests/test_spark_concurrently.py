@@ -1,6 +1,7 @@
 """``common.spark.concurrently``: what the decide batch relies on when it writes side by side. Every
 action runs to its end before a failure is raised, the failure is the action's own error (its message and
-exit code reach the user), and the threads carry the caller's job group (stopping a stream cancels them)."""
+exit code reach the user), and the threads carry the caller's job group (stopping a stream cancels them).
+``alongside``, what ingest records its basis with while the query runs: the action never outlives its block."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 import pytest
 
 from common.errors import ServiceError
-from common.spark import concurrently
+from common.spark import alongside, concurrently
 
 
 def test_results_come_back_in_the_order_of_the_actions(spark):
@@ -49,3 +50,29 @@ def test_the_threads_carry_the_callers_job_group(spark):
 def test_no_actions_is_no_work(spark):
     """A batch with rows for none of its tables writes none of them."""
     assert concurrently(spark) == []
+
+
+def test_an_action_alongside_a_block_is_waited_for_even_when_the_block_fails(spark):
+    finished = threading.Event()
+
+    def slow_write():
+        time.sleep(0.5)
+        finished.set()
+
+    with pytest.raises(RuntimeError, match="the query failed"):
+        with alongside(spark, slow_write):
+            raise RuntimeError("the query failed")
+
+    assert finished.is_set(), "the write ran to its end before the block's error left"
+
+
+def test_the_result_of_an_action_alongside_is_its_value_or_its_own_error(spark):
+    with alongside(spark, lambda: spark.range(4).count()) as counted:
+        assert counted.result() == 4
+
+    def database_down():
+        raise ServiceError("PostgreSQL is not reachable")
+
+    with alongside(spark, database_down) as failed:
+        with pytest.raises(ServiceError, match="PostgreSQL is not reachable"):
+            failed.result()
