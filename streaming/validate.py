@@ -106,9 +106,17 @@ def _unknown_keys() -> Column:
 
 
 def _exactly_one_json_value() -> Column:
-    """The JSON parsers stop after the first object; wrapped in [ ], trailing text breaks the array."""
-    wrapped = F.json_array_length(F.concat(F.lit("["), F.col("payload"), F.lit("]")))
-    return F.coalesce(wrapped == 1, F.lit(False))
+    """Nothing but whitespace follows the first JSON value (the JSON parsers stop after it).
+
+    Wrapped in [ ], the array holds one element only if the first character after the value closes
+    it; but a ']' in the payload closes it too, and the parser ignores what follows. Wrapped as the
+    value of a key in { }, the same character must close the object or continue it. No character does
+    both, so the two wrappings together leave the payload's end as the only way through.
+    """
+    payload = F.col("payload")
+    as_element = F.json_array_length(F.concat(F.lit("["), payload, F.lit("]")))
+    as_member = F.json_object_keys(F.concat(F.lit('{"v":'), payload, F.lit("}")))
+    return F.coalesce((as_element == 1) & as_member.isNotNull(), F.lit(False))
 
 
 def outside_broker_window(ts: Column, broker_ts: Column) -> Column:

@@ -66,3 +66,23 @@ def test_valid_events_take_the_shortcut(spark, records):
 def test_valid_signatures_cover_every_optional_field_absent_null_or_typed():
     assert len(validate.VALID_SIGNATURES) == 3 ** len(validate.OPTIONAL_FIELDS)
     assert all(s.startswith("OBJECT<account_id: STRING, amount_minor: BIGINT") for s in validate.VALID_SIGNATURES)
+
+
+# Text after a valid event that a wrapping parser could take for the end of its own wrapper.
+AFTER_THE_EVENT = {
+    "closing_bracket": "]", "closing_bracket_then_text": "] garbage", "bracket_then_brace": " ]}",
+    "closing_brace": "}", "brace_then_bracket": "}]", "comma_then_member": ',"extra":1',
+    "comma_then_element": ",0", "bracket_then_wrapper_sentinel": ',0],[', "second_event_after_bracket": "]{}",
+}
+
+
+def test_nothing_but_whitespace_may_follow_the_event(spark, events):
+    base = events[0]
+    cases = [(f"after-{name}", "invalid_json", base.account_id.encode(), (base.to_json() + tail).encode(),
+              base.event_time) for name, tail in AFTER_THE_EVENT.items()]
+    cases += [(f"whitespace-{i}", None, base.account_id.encode(), (base.to_json() + tail).encode(), base.event_time)
+              for i, tail in enumerate([" ", "\n", "\t \r\n"])]
+
+    verdicts = judged(spark, cases)
+
+    assert {name: reason for name, (reason, _) in verdicts.items()} == {name: want for name, want, *_ in cases}
