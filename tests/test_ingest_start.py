@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from pathlib import Path
+
 import pytest
 
 from common import basis as run_basis
-from common.errors import ConfigError, StateDrift
+from common import tables
+from common.errors import ConfigError, IdempotencyConflict, StateDrift
+from helpers import isolated
 from streaming import epochs
 from streaming import ingest as lane
 
@@ -19,12 +23,25 @@ def snapshot(topic_id: str, partitions: int = 2, topic: str = "payments") -> dic
             "partitions": [{"partition": p, "start_offset": 0, "end_offset": 10} for p in range(partitions)]}
 
 
-def test_the_first_ingest_of_a_topic_plans_epoch_one_and_writes_nothing(spark, tmp_path):
+def test_the_first_ingest_of_a_topic_plans_epoch_one():
     planned = epochs.plan(snapshot("id-a"), "r-1", None, new_epoch=False, reason=None)
 
     assert planned.new and planned.row["epoch"] == 1 and planned.row["topic_id"] == "id-a"
     assert planned.row["reason"] == "first ingest of the topic"
-    assert not (tmp_path / "epochs").exists()
+
+
+def test_a_first_ingest_refused_at_the_checkpoint_records_no_epoch_and_no_identity(spark, settings, tmp_path):
+    local = isolated(settings, tmp_path, "payments")
+    offsets = Path(lane.checkpoint_location(local, 1)) / "offsets"
+    offsets.mkdir(parents=True)
+    (offsets / "0").write_text("v1\n{}\n{}\n")   # progress without ledgerlane.json: not ours
+
+    with pytest.raises(IdempotencyConflict, match="has progress .* but no ledgerlane.json"):
+        lane.prepare(spark, local, "r-1", snapshot("id-a"), new_epoch=False, reason=None, progress=lambda _: None)
+
+    paths = lane.IngestTables.from_root(local.tables_root)
+    assert not tables.exists(spark, paths.epochs), "the epoch is recorded only after every check passed"
+    assert not tables.exists(spark, paths.apps)
 
 
 def test_a_planned_epoch_follows_the_current_one_and_needs_a_reason():

@@ -1,5 +1,6 @@
 """Spark validation of single records: every corpus defect gets its reason, valid events none, and
-the usual-shape shortcut (one signature lookup instead of a field-by-field diagnosis) changes no verdict."""
+the usual-shape shortcut (one signature lookup instead of a field-by-field diagnosis) changes no verdict,
+and nothing but whitespace may follow an event."""
 
 from __future__ import annotations
 
